@@ -1,0 +1,56 @@
+"""Ground-truth map layers of a generated city as GeoJSON in lon/lat (WGS84)."""
+
+from __future__ import annotations
+
+import numpy as np
+from shapely.geometry import LineString, Polygon, box, mapping
+from shapely.ops import transform, unary_union
+
+from citysplat.frames import LocalFrame
+from citysplat.synthetic.layout import ROADWAY_HALF, Layout
+
+
+def _to_lonlat(frame: LocalFrame):
+    def fn(x, y, z=None):
+        ll = frame.to_lonlat(np.column_stack([np.asarray(x), np.asarray(y), np.zeros(len(x))]))
+        return ll[:, 0], ll[:, 1]
+
+    return fn
+
+
+def walkable_area(layout: Layout):
+    """Sidewalks plus crosswalks, in ENU metres (a shapely geometry)."""
+    half = layout.spec.street_w / 2
+    streets = [LineString([s.a, s.b]) for s in layout.streets]
+    corridor = unary_union([s.buffer(half, cap_style="flat") for s in streets])
+    roadway = unary_union([s.buffer(ROADWAY_HALF, cap_style="flat") for s in streets])
+    crossings = []
+    for x in layout.avenues_x:
+        for y in layout.streets_y:
+            # zebra crossings 6.5..9.5 m out from each intersection centre
+            crossings += [box(x - ROADWAY_HALF, y + 6.5, x + ROADWAY_HALF, y + 9.5),
+                          box(x - ROADWAY_HALF, y - 9.5, x + ROADWAY_HALF, y - 6.5),
+                          box(x + 6.5, y - ROADWAY_HALF, x + 9.5, y + ROADWAY_HALF),
+                          box(x - 9.5, y - ROADWAY_HALF, x - 6.5, y + ROADWAY_HALF)]
+    return unary_union([corridor.difference(roadway), *crossings])
+
+
+def truth_geojson(layout: Layout, frame: LocalFrame) -> dict[str, dict]:
+    """``roads`` (centrelines), ``buildings`` (footprints with height), ``walkable`` polygons."""
+    to_ll = _to_lonlat(frame)
+    roads = [
+        {"type": "Feature", "properties": {"name": s.name, "axis": s.axis, "width_m": 12.0},
+         "geometry": mapping(transform(to_ll, LineString([s.a, s.b])))}
+        for s in layout.streets
+    ]
+    buildings = [
+        {"type": "Feature",
+         "properties": {"index": b.index, "height_m": round(b.height, 3), "front_edge": b.front},
+         "geometry": mapping(transform(to_ll, Polygon(b.corners)))}
+        for b in layout.buildings
+    ]
+    walk = transform(to_ll, walkable_area(layout))
+    walkable = [{"type": "Feature", "properties": {"kind": "sidewalk+crosswalk"},
+                 "geometry": mapping(walk)}]
+    fc = lambda feats: {"type": "FeatureCollection", "features": feats}  # noqa: E731
+    return {"roads": fc(roads), "buildings": fc(buildings), "walkable": fc(walkable)}

@@ -1,0 +1,77 @@
+"""What a generated city is made from: a seed, a place and a size. Same spec, same city."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+#: Bumped whenever the generator's output changes for the same spec (invalidates caches).
+GENERATOR_VERSION = 1
+
+# A few blocks of San Francisco's Sunset District (around Judah St and 44th Avenue).
+SUNSET_LON = -122.50330
+SUNSET_LAT = 37.76120
+SUNSET_GROUND_ALT_M = 22.0  # ellipsoidal height of the street (WGS84), metres
+
+
+@dataclass(frozen=True)
+class CitySpec:
+    """Parameters of a generated city. All lengths in metres, angles in degrees."""
+
+    seed: int = 7
+    lon: float = SUNSET_LON
+    lat: float = SUNSET_LAT
+    ground_alt: float = SUNSET_GROUND_ALT_M
+    blocks_x: int = 2  # blocks east-west
+    blocks_y: int = 2  # blocks north-south
+    block_w: float = 64.0  # east-west extent of a block
+    block_h: float = 84.0  # north-south extent of a block
+    street_w: float = 20.0  # building line to building line (roadway 12 m + two 4 m sidewalks)
+    image_width: int = 640
+    car_sequences: int = 3
+    walk_sequences: int = 2
+    pano_sequences: int = 1
+    car_spacing: tuple[float, float] = (2.5, 4.0)  # metres between consecutive car images
+    walk_spacing: tuple[float, float] = (2.0, 3.0)
+    pano_spacing: float = 7.0
+    gps_sigma: float = 3.0  # original geometry noise (metres, 1 sigma)
+    computed_sigma: float = 0.4  # computed_geometry noise (metres)
+    compass_sigma: float = 6.0  # compass_angle noise (degrees)
+    bad_image_rate: float = 0.03  # blurred, over-exposed or truncated images
+    moving_cars: int = 24
+    pedestrians: int = 30
+    parked_car_rate: float = 0.35  # parked cars per metre of kerb x 10
+
+    def key(self) -> str:
+        """A short stable hash of the spec and generator version, used as the cache key."""
+        payload = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"generator_version": GENERATOR_VERSION, **asdict(self)}
+
+
+PRESETS: dict[str, CitySpec] = {
+    # One block, two short car sequences: seconds to render, for unit tests.
+    "tiny": CitySpec(
+        blocks_x=1, blocks_y=1, car_sequences=2, walk_sequences=1, pano_sequences=1,
+        moving_cars=4, pedestrians=4,
+    ),
+    # The demo city: about 200 images.
+    "default": CitySpec(),
+    # A larger neighbourhood for benchmarks.
+    "large": CitySpec(blocks_x=4, blocks_y=3, car_sequences=8, walk_sequences=5, pano_sequences=2,
+                      moving_cars=24, pedestrians=30),
+}
+
+
+def preset(name: str, **overrides) -> CitySpec:
+    """A named size (``tiny``, ``default``, ``large``) with optional field overrides."""
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown city size {name!r}: choose one of {', '.join(sorted(PRESETS))}"
+        ) from None
+    return replace(base, **overrides)
