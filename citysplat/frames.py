@@ -60,7 +60,7 @@ class LocalFrame:
         atomic_write_text(Path(path), self.to_json() + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "LocalFrame":
+    def load(cls, path: Path) -> LocalFrame:
         data = json.loads(Path(path).read_text())
         data.pop("type", None)
         return cls(**data)

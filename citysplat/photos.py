@@ -23,7 +23,7 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,7 @@ def _parse_map_capture_time(text: Any) -> datetime | None:
         return None
     for fmt in ("%Y_%m_%d_%H_%M_%S_%f", "%Y_%m_%d_%H_%M_%S"):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     return None

@@ -36,7 +36,12 @@ def graph_urls(server, small_world, n: int = 200) -> list[tuple[str, dict]]:
     out = []
     for k in range(n):
         image = small_world[k % len(small_world)]
-        out.append((f"{server.url}/{image.id}", {"access_token": server.token, "fields": fields[k // len(small_world) % 5]}))
+        out.append(
+            (
+                f"{server.url}/{image.id}",
+                {"access_token": server.token, "fields": fields[k // len(small_world) % 5]},
+            )
+        )
     return out
 
 
@@ -44,9 +49,16 @@ def graph_urls(server, small_world, n: int = 200) -> list[tuple[str, dict]]:
 
 
 def test_parse_grammar():
-    spec = FaultSpec.parse("rate_limit=20/s,query_timeout=0.05,server_error=0.05,reset=0.02,truncate=0.05,latency_ms=50,drop_tiles=0.1")
+    spec = FaultSpec.parse(
+        "rate_limit=20/s,query_timeout=0.05,server_error=0.05,reset=0.02,truncate=0.05,latency_ms=50,drop_tiles=0.1"
+    )
     assert spec.rate_limit == 20 and spec.query_timeout == 0.05 and spec.server_error == 0.05
-    assert spec.reset == 0.02 and spec.truncate == 0.05 and spec.latency_ms == 50 and spec.drop_tiles == 0.1
+    assert (
+        spec.reset == 0.02
+        and spec.truncate == 0.05
+        and spec.latency_ms == 50
+        and spec.drop_tiles == 0.1
+    )
     assert FaultSpec.parse(str(spec)) == spec
     assert FaultSpec.parse("rate_limit=600/min").rate_limit == 10
     assert FaultSpec.parse(" reset = 0.5 , , drop_tiles_for=4 ").drop_tiles_for == 4
@@ -78,7 +90,9 @@ def test_decisions_depend_only_on_seed_kind_key_and_count():
     first = [decide(spec, 1, "graph", f"/k{i}", n) for i in range(50) for n in range(4)]
     assert first == [decide(spec, 1, "graph", f"/k{i}", n) for i in range(50) for n in range(4)]
     assert first != [decide(spec, 2, "graph", f"/k{i}", n) for i in range(50) for n in range(4)]
-    never = FaultSpec(server_error=0.0, query_timeout=0.0, reset=0.0, truncate=0.0, empty_data=0.0, drop_tiles=0.0)
+    never = FaultSpec(
+        server_error=0.0, query_timeout=0.0, reset=0.0, truncate=0.0, empty_data=0.0, drop_tiles=0.0
+    )
     assert all(decide(never, s, e, f"/k{i}", n) is None for s in range(3) for e in ("search", "graph", "tile", "thumb")
                for i in range(100) for n in range(3))  # fmt: skip
 
@@ -93,9 +107,15 @@ def test_injector_streak_bound_lets_a_retry_through():
 
 
 def test_no_faults_when_not_configured(make_mapillary_server, small_world, http):
-    for spec in (None, FaultSpec.none(), FaultSpec.parse("query_timeout=0,server_error=0,reset=0,truncate=0,drop_tiles=0")):
+    for spec in (
+        None,
+        FaultSpec.none(),
+        FaultSpec.parse("query_timeout=0,server_error=0,reset=0,truncate=0,drop_tiles=0"),
+    ):
         server = make_mapillary_server(faults=spec)
-        results = Counter(outcome(http, url, **params) for url, params in graph_urls(server, small_world))
+        results = Counter(
+            outcome(http, url, **params) for url, params in graph_urls(server, small_world)
+        )
         results.update(outcome(http, f"{server.tiles_url}/mly1_public/2/14/{2616 + k % 2}/{6333 + k // 2 % 2}",
                                access_token=server.token) for k in range(40))  # fmt: skip
         assert results == Counter({200: 240})
@@ -119,14 +139,18 @@ def test_query_timeouts_are_transient_400s(make_mapillary_server, small_world, h
 
 def test_server_errors_are_500_502_503(make_mapillary_server, small_world, http):
     server = make_mapillary_server(faults=FaultSpec.parse("server_error=0.3"))
-    results = Counter(outcome(http, url, **params) for url, params in graph_urls(server, small_world))
+    results = Counter(
+        outcome(http, url, **params) for url, params in graph_urls(server, small_world)
+    )
     assert set(results) == {200, 500, 502, 503}
     assert 30 <= results[500] + results[502] + results[503] <= 90
 
 
 def test_resets_cut_the_connection_mid_body(make_mapillary_server, small_world, http):
     server = make_mapillary_server(faults=FaultSpec.parse("reset=0.2"))
-    results = Counter(outcome(http, url, **params) for url, params in graph_urls(server, small_world))
+    results = Counter(
+        outcome(http, url, **params) for url, params in graph_urls(server, small_world)
+    )
     assert set(results) == {200, "ReadError"}
     assert 15 <= results["ReadError"] <= 70
     assert server.stats.faults["reset"] == results["ReadError"]
@@ -134,7 +158,14 @@ def test_resets_cut_the_connection_mid_body(make_mapillary_server, small_world, 
 
 def test_truncated_thumbnails(make_mapillary_server, http):
     server = make_mapillary_server(faults=FaultSpec.parse("truncate=0.3"))
-    r = http.get(f"{server.url}/images", params={"access_token": server.token, "bbox": BBOX, "fields": "thumb_256_url,thumb_original_url"})
+    r = http.get(
+        f"{server.url}/images",
+        params={
+            "access_token": server.token,
+            "bbox": BBOX,
+            "fields": "thumb_256_url,thumb_original_url",
+        },
+    )
     assert r.status_code == 200  # truncation only hits the CDN
     urls = [d[f] for d in r.json()["data"] for f in ("thumb_256_url", "thumb_original_url")]
     results = Counter()
@@ -162,7 +193,9 @@ def test_rate_limit_answers_429_with_retry_after(make_mapillary_server, small_wo
             assert int(r.headers["Retry-After"]) >= 1
     assert 15 <= statuses.count(200) <= 45 and statuses.count(429) >= 15
     tile = f"{server.tiles_url}/mly1_public/2/14/2617/6333"
-    tile_statuses = [http.get(tile, params={"access_token": server.token}).status_code for _ in range(10)]
+    tile_statuses = [
+        http.get(tile, params={"access_token": server.token}).status_code for _ in range(10)
+    ]
     assert 429 in tile_statuses  # tiles share the bucket
     time.sleep(0.3)
     assert http.get(tile, params={"access_token": server.token}).status_code == 200
@@ -180,7 +213,10 @@ def test_empty_data_incidents(make_mapillary_server, http):
     server = make_mapillary_server(faults=FaultSpec.parse("empty_data=0.5"))
     sizes = Counter()
     for k in range(40):
-        r = http.get(f"{server.url}/images", params={"access_token": server.token, "bbox": BBOX, "limit": 100 + k})
+        r = http.get(
+            f"{server.url}/images",
+            params={"access_token": server.token, "bbox": BBOX, "limit": 100 + k},
+        )
         sizes["empty" if r.json()["data"] == [] else "full"] += 1
     assert sizes["empty"] >= 8 and sizes["full"] >= 8
 
@@ -207,8 +243,13 @@ def test_same_seed_same_faults_whatever_the_interleaving(make_mapillary_server, 
     def run(server, workers: int) -> Counter:
         requests = graph_urls(server, small_world, 80) * 3
         with httpx.Client(timeout=10) as client, ThreadPoolExecutor(workers) as pool:
-            statuses = list(pool.map(lambda rp: client.get(rp[0], params=rp[1]).status_code, requests))
-        return Counter((rp[0].rsplit("/", 1)[1], rp[1]["fields"], s) for rp, s in zip(requests, statuses, strict=True))
+            statuses = list(
+                pool.map(lambda rp: client.get(rp[0], params=rp[1]).status_code, requests)
+            )
+        return Counter(
+            (rp[0].rsplit("/", 1)[1], rp[1]["fields"], s)
+            for rp, s in zip(requests, statuses, strict=True)
+        )
 
     sequential = run(make_mapillary_server(faults=spec, seed=9), 1)
     concurrent = run(make_mapillary_server(faults=spec, seed=9), 8)
@@ -222,7 +263,10 @@ def test_dropped_tiles_fail_for_their_first_requests_then_fill(make_mapillary_se
 
     def sweep() -> dict[tuple[int, int], int]:
         return {
-            (x, y): http.get(f"{server.tiles_url}/mly1_public/2/14/{x}/{y}", params={"access_token": server.token}).status_code
+            (x, y): http.get(
+                f"{server.tiles_url}/mly1_public/2/14/{x}/{y}",
+                params={"access_token": server.token},
+            ).status_code
             for x, y in tiles
         }
 

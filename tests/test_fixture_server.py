@@ -30,7 +30,9 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def get(http: httpx.Client, server: MapillaryFixtureServer, path: str, **params: object) -> httpx.Response:
+def get(
+    http: httpx.Client, server: MapillaryFixtureServer, path: str, **params: object
+) -> httpx.Response:
     return http.get(server.url + path, params={"access_token": server.token, **params})
 
 
@@ -38,8 +40,12 @@ def iso_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).astimezone(UTC).timestamp() * 1000)
 
 
-def test_bbox_search_returns_what_is_inside_with_the_asked_fields(mapillary_server, small_world, http):
-    r = get(http, mapillary_server, "/images", bbox=ALL_BBOX, fields="id,geometry,captured_at,sequence")
+def test_bbox_search_returns_what_is_inside_with_the_asked_fields(
+    mapillary_server, small_world, http
+):
+    r = get(
+        http, mapillary_server, "/images", bbox=ALL_BBOX, fields="id,geometry,captured_at,sequence"
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/json")
     data = r.json()["data"]
@@ -53,7 +59,10 @@ def test_bbox_search_returns_what_is_inside_with_the_asked_fields(mapillary_serv
     # only the images inside a smaller box, and only "id" without fields
     w, s, e, n = -122.4985, 37.7530, -122.4900, 37.7580
     inside = {
-        i.id for i in small_world if w <= i.meta["geometry"]["coordinates"][0] <= e and s <= i.meta["geometry"]["coordinates"][1] <= n
+        i.id
+        for i in small_world
+        if w <= i.meta["geometry"]["coordinates"][0] <= e
+        and s <= i.meta["geometry"]["coordinates"][1] <= n
     }
     r = get(http, mapillary_server, "/images", bbox=f"{w},{s},{e},{n}")
     assert 0 < len(inside) < len(small_world)
@@ -97,7 +106,9 @@ def test_bbox_over_the_area_cap_is_a_mapillary_error(make_mapillary_server, http
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["type"] == "OAuthException" and err["code"] == 100 and "bbox" in err["message"]
-    assert get(http, server, "/images", bbox="-122.55,37.70,-122.45,37.80").status_code == 200  # exactly 0.01
+    assert (
+        get(http, server, "/images", bbox="-122.55,37.70,-122.45,37.80").status_code == 200
+    )  # exactly 0.01
     strict = make_mapillary_server(bbox_area_cap_deg2=0.0001)
     assert get(http, strict, "/images", bbox=ALL_BBOX).status_code == 400
 
@@ -111,25 +122,54 @@ def test_search_filters(mapillary_server, small_world, http):
     def where(pred) -> set[str]:
         return {i.id for i in small_world if pred(i.meta)}
 
-    in_2022 = ids(bbox=ALL_BBOX, start_captured_at="2022-01-01T00:00:00Z", end_captured_at="2022-12-31T23:59:59Z")
-    assert in_2022 == where(lambda m: iso_ms("2022-01-01T00:00:00+00:00") <= m["captured_at"] < iso_ms("2023-01-01T00:00:00+00:00"))
+    in_2022 = ids(
+        bbox=ALL_BBOX,
+        start_captured_at="2022-01-01T00:00:00Z",
+        end_captured_at="2022-12-31T23:59:59Z",
+    )
+    assert in_2022 == where(
+        lambda m: (
+            iso_ms("2022-01-01T00:00:00+00:00")
+            <= m["captured_at"]
+            < iso_ms("2023-01-01T00:00:00+00:00")
+        )
+    )
     assert len(in_2022) == 10
     since = ids(bbox=ALL_BBOX, start_captured_at="2023-03-10T12:30:00Z")  # inclusive bound
-    assert since == where(lambda m: m["captured_at"] >= iso_ms("2023-03-10T12:30:00+00:00")) and len(since) == 20
+    assert (
+        since == where(lambda m: m["captured_at"] >= iso_ms("2023-03-10T12:30:00+00:00"))
+        and len(since) == 20
+    )
     assert ids(bbox=ALL_BBOX, is_pano="true") == where(lambda m: m["is_pano"]) != set()
     assert ids(bbox=ALL_BBOX, is_pano="false") == where(lambda m: not m["is_pano"])
     seqs = sorted({i.meta["sequence"] for i in small_world})[:2]
     assert ids(bbox=ALL_BBOX, sequence_ids=",".join(seqs)) == where(lambda m: m["sequence"] in seqs)
     assert ids(sequence_ids=seqs[0]) == where(lambda m: m["sequence"] == seqs[0])  # no bbox needed
-    assert get(http, mapillary_server, "/images", bbox=ALL_BBOX, start_captured_at="yesterday").status_code == 400
+    assert (
+        get(
+            http, mapillary_server, "/images", bbox=ALL_BBOX, start_captured_at="yesterday"
+        ).status_code
+        == 400
+    )
     assert get(http, mapillary_server, "/images").status_code == 400
 
 
 def test_entity_ids_and_image_ids(mapillary_server, small_world, http):
     image = small_world[5]
-    r = get(http, mapillary_server, f"/{image.id}", fields="camera_type,camera_parameters,computed_geometry,width")
+    r = get(
+        http,
+        mapillary_server,
+        f"/{image.id}",
+        fields="camera_type,camera_parameters,computed_geometry,width",
+    )
     assert r.status_code == 200
-    assert r.json() == {"id": image.id, **{k: image.meta[k] for k in ("camera_type", "camera_parameters", "computed_geometry", "width")}}
+    assert r.json() == {
+        "id": image.id,
+        **{
+            k: image.meta[k]
+            for k in ("camera_type", "camera_parameters", "computed_geometry", "width")
+        },
+    }
     assert get(http, mapillary_server, f"/{image.id}").json() == {"id": image.id}
     missing = get(http, mapillary_server, "/123456789", fields="id")
     assert missing.status_code in (400, 404) and missing.json()["error"]["code"] == 100
@@ -139,14 +179,23 @@ def test_entity_ids_and_image_ids(mapillary_server, small_world, http):
     some = [i.id for i in small_world[:3]]
     r = get(http, mapillary_server, "/", ids=",".join(some), fields="sequence,is_pano")
     assert r.status_code == 200
-    assert r.json() == {i.id: {"id": i.id, "sequence": i.meta["sequence"], "is_pano": i.meta["is_pano"]} for i in small_world[:3]}
+    assert r.json() == {
+        i.id: {"id": i.id, "sequence": i.meta["sequence"], "is_pano": i.meta["is_pano"]}
+        for i in small_world[:3]
+    }
     fifty = ",".join(str(10**14 + k) for k in range(50))
     assert get(http, mapillary_server, "/", ids=fifty).status_code == 200
     too_many = get(http, mapillary_server, "/", ids=fifty + ",1")
     assert too_many.status_code == 400 and too_many.json()["error"]["type"] == "OAuthException"
 
     seq = small_world[12].meta["sequence"]
-    in_order = [i.id for i in sorted((i for i in small_world if i.meta["sequence"] == seq), key=lambda i: i.meta["captured_at"])]
+    in_order = [
+        i.id
+        for i in sorted(
+            (i for i in small_world if i.meta["sequence"] == seq),
+            key=lambda i: i.meta["captured_at"],
+        )
+    ]
     r = get(http, mapillary_server, "/image_ids", sequence_id=seq)
     assert r.json() == {"data": [{"id": i} for i in in_order]}
     assert get(http, mapillary_server, "/image_ids").status_code == 400
@@ -170,7 +219,10 @@ def test_token_is_enforced_on_graph_and_tiles_both_ways(mapillary_server, small_
             err = bad.json()["error"]
             assert err["type"] == "OAuthException" and err["code"] == 190 and err["fbtrace_id"]
         assert http.get(url, params={**params, "access_token": token}).status_code == 200, path
-        assert http.get(url, params=params, headers={"Authorization": f"OAuth {token}"}).status_code == 200, path
+        assert (
+            http.get(url, params=params, headers={"Authorization": f"OAuth {token}"}).status_code
+            == 200
+        ), path
 
 
 def test_token_never_appears_in_bodies_or_logs(mapillary_server, small_world, http, caplog):
@@ -191,9 +243,19 @@ def test_token_never_appears_in_bodies_or_logs(mapillary_server, small_world, ht
     bodies = []
     for path, params in requests:
         bodies.append(get(http, mapillary_server, path, **params).text)
-        bodies.append(http.get(mapillary_server.url + path, params=params, headers={"Authorization": f"OAuth {token}"}).text)
-    bodies.append(http.get(mapillary_server.url + "/images", params={"access_token": token + "x"}).text)
-    thumb = get(http, mapillary_server, "/images", bbox=ALL_BBOX, fields="thumb_256_url").json()["data"][0]["thumb_256_url"]
+        bodies.append(
+            http.get(
+                mapillary_server.url + path,
+                params=params,
+                headers={"Authorization": f"OAuth {token}"},
+            ).text
+        )
+    bodies.append(
+        http.get(mapillary_server.url + "/images", params={"access_token": token + "x"}).text
+    )
+    thumb = get(http, mapillary_server, "/images", bbox=ALL_BBOX, fields="thumb_256_url").json()[
+        "data"
+    ][0]["thumb_256_url"]
     bodies.append(http.get(thumb + "0").text)
     assert any("[redacted]" in b or "nonexisting" in b for b in bodies)
     for body in bodies:
@@ -209,8 +271,15 @@ def test_thumbnails_are_resized_signed_and_need_no_token(mapillary_server, small
     seen_pano = False
     for d in data[:12]:
         original = Path(by_id[d["id"]].jpeg_path).read_bytes()
-        for name, size in (("thumb_256_url", 256), ("thumb_1024_url", 1024), ("thumb_2048_url", 2048)):
-            assert d[name].startswith(mapillary_server.url + "/thumbs/") and "access_token" not in d[name]
+        for name, size in (
+            ("thumb_256_url", 256),
+            ("thumb_1024_url", 1024),
+            ("thumb_2048_url", 2048),
+        ):
+            assert (
+                d[name].startswith(mapillary_server.url + "/thumbs/")
+                and "access_token" not in d[name]
+            )
             r = http.get(d[name])
             assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
             with Image.open(io.BytesIO(r.content)) as im:
@@ -226,7 +295,9 @@ def test_thumbnails_are_resized_signed_and_need_no_token(mapillary_server, small
     url = data[0]["thumb_256_url"]
     parts = urlsplit(url)
     q = parse_qs(parts.query)
-    forged = f"{parts.scheme}://{parts.netloc}{parts.path}?oe={q['oe'][0]}&oh={'0' * len(q['oh'][0])}"
+    forged = (
+        f"{parts.scheme}://{parts.netloc}{parts.path}?oe={q['oe'][0]}&oh={'0' * len(q['oh'][0])}"
+    )
     later = f"{parts.scheme}://{parts.netloc}{parts.path}?oe={int(q['oe'][0], 16) + 3600:x}&oh={q['oh'][0]}"
     other_image = url.replace(data[0]["id"], data[1]["id"])
     for bad in (forged, later, other_image, f"{parts.scheme}://{parts.netloc}{parts.path}"):
@@ -235,13 +306,17 @@ def test_thumbnails_are_resized_signed_and_need_no_token(mapillary_server, small
 
 def test_thumbnail_urls_expire(make_mapillary_server, http):
     server = make_mapillary_server(thumb_ttl_s=1)
-    url = get(http, server, "/images", bbox=ALL_BBOX, fields="thumb_256_url", limit=1).json()["data"][0]["thumb_256_url"]
+    url = get(http, server, "/images", bbox=ALL_BBOX, fields="thumb_256_url", limit=1).json()[
+        "data"
+    ][0]["thumb_256_url"]
     assert http.get(url).status_code == 200
     expiry = int(parse_qs(urlsplit(url).query)["oe"][0], 16)
     time.sleep(max(0.0, expiry - time.time()) + 0.05)
     r = http.get(url)
     assert r.status_code == 403 and "expired" in r.text
-    fresh = get(http, server, "/images", bbox=ALL_BBOX, fields="thumb_256_url", limit=1).json()["data"][0]["thumb_256_url"]
+    fresh = get(http, server, "/images", bbox=ALL_BBOX, fields="thumb_256_url", limit=1).json()[
+        "data"
+    ][0]["thumb_256_url"]
     assert http.get(fresh).status_code == 200
 
 
@@ -252,20 +327,35 @@ def test_added_images_show_up_everywhere_at_once(mapillary_server, tmp_path, htt
     mapillary_server.add_images(new)
     after = {d["id"] for d in get(http, mapillary_server, "/images", bbox=bbox).json()["data"]}
     assert after - before == {i.id for i in new}
-    assert get(http, mapillary_server, f"/{new[0].id}", fields="geometry").json()["geometry"] == new[0].meta["geometry"]
-    assert set(get(http, mapillary_server, "/", ids=",".join(i.id for i in new)).json()) == {i.id for i in new}
+    assert (
+        get(http, mapillary_server, f"/{new[0].id}", fields="geometry").json()["geometry"]
+        == new[0].meta["geometry"]
+    )
+    assert set(get(http, mapillary_server, "/", ids=",".join(i.id for i in new)).json()) == {
+        i.id for i in new
+    }
     seq = new[0].meta["sequence"]
-    assert [d["id"] for d in get(http, mapillary_server, "/image_ids", sequence_id=seq).json()["data"]] == [i.id for i in new]
+    assert [
+        d["id"] for d in get(http, mapillary_server, "/image_ids", sequence_id=seq).json()["data"]
+    ] == [i.id for i in new]
     t = mercantile.tile(*new[0].meta["geometry"]["coordinates"], 14)
     tile = get(http, mapillary_server, f"/maps/vtp/mly1_public/2/14/{t.x}/{t.y}")
-    tile_ids = {f["properties"]["id"] for f in mapbox_vector_tile.decode(tile.content)["image"]["features"]}
+    tile_ids = {
+        f["properties"]["id"] for f in mapbox_vector_tile.decode(tile.content)["image"]["features"]
+    }
     assert {int(i.id) for i in new} <= tile_ids
 
 
 def test_same_world_and_seed_give_byte_identical_json(make_mapillary_server, small_world, http):
     a, b = make_mapillary_server(seed=3), make_mapillary_server(seed=3)
     requests = [
-        ("/images", {"bbox": ALL_BBOX, "fields": "id,geometry,computed_geometry,captured_at,creator,sequence,camera_parameters"}),
+        (
+            "/images",
+            {
+                "bbox": ALL_BBOX,
+                "fields": "id,geometry,computed_geometry,captured_at,creator,sequence,camera_parameters",
+            },
+        ),
         ("/images", {"bbox": ALL_BBOX, "limit": 7, "is_pano": "false"}),
         (f"/{small_world[3].id}", {"fields": "camera_type,make,model,altitude"}),
         ("/", {"ids": ",".join(i.id for i in small_world[:9]), "fields": "sequence,compass_angle"}),
@@ -287,7 +377,11 @@ def test_stats_count_requests_by_kind_and_status(mapillary_server, small_world, 
     get(http, mapillary_server, "/maps/vtp/mly1_public/2/14/2617/6333")
     http.get(mapillary_server.url + "/images", params={"bbox": ALL_BBOX})
     stats = mapillary_server.stats
-    assert stats.count("images", 200) == 1 and stats.count("images", 400) == 1 and stats.count("images", 401) == 1
+    assert (
+        stats.count("images", 200) == 1
+        and stats.count("images", 400) == 1
+        and stats.count("images", 401) == 1
+    )
     assert stats.count("entity") == 1 and stats.count("tiles", 200) == 1 and stats.total == 5
     assert stats.snapshot()["images"] == {200: 1, 400: 1, 401: 1}
     stats.reset()

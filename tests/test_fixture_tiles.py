@@ -23,7 +23,9 @@ def http() -> Iterator[httpx.Client]:
 
 
 def fetch(http, server, tileset: str, z: int, x: int, y: int) -> httpx.Response:
-    return http.get(f"{server.tiles_url}/{tileset}/2/{z}/{x}/{y}", params={"access_token": server.token})
+    return http.get(
+        f"{server.tiles_url}/{tileset}/2/{z}/{x}/{y}", params={"access_token": server.token}
+    )
 
 
 def metres_apart(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -39,7 +41,9 @@ def positions(world: list[WorldImage], tileset: str) -> dict[int, tuple[float, f
 
 
 @pytest.mark.parametrize("tileset", ["mly1_public", "mly1_computed_public"])
-def test_z14_image_layer_lists_exactly_the_images_of_the_tile(mapillary_server, small_world, http, tileset):
+def test_z14_image_layer_lists_exactly_the_images_of_the_tile(
+    mapillary_server, small_world, http, tileset
+):
     where = positions(small_world, tileset)
     by_tile: dict[mercantile.Tile, set[int]] = {}
     for image_id, (lon, lat) in where.items():
@@ -59,10 +63,19 @@ def test_z14_image_layer_lists_exactly_the_images_of_the_tile(mapillary_server, 
             props, image_id = f["properties"], f["properties"]["id"]
             assert f["id"] == image_id and isinstance(image_id, int)
             assert f["geometry"]["type"] == "Point"
-            assert metres_apart(tile_to_lonlat(*f["geometry"]["coordinates"], 14, t.x, t.y), where[image_id]) < 0.5
+            assert (
+                metres_apart(
+                    tile_to_lonlat(*f["geometry"]["coordinates"], 14, t.x, t.y), where[image_id]
+                )
+                < 0.5
+            )
             m = meta[image_id]
-            assert props["sequence_id"] == m["sequence"] and props["captured_at"] == m["captured_at"]
-            assert props["is_pano"] == m["is_pano"] and props["creator_id"] == int(m["creator"]["id"])
+            assert (
+                props["sequence_id"] == m["sequence"] and props["captured_at"] == m["captured_at"]
+            )
+            assert props["is_pano"] == m["is_pano"] and props["creator_id"] == int(
+                m["creator"]["id"]
+            )
             assert ("organization_id" in props) == (m["organization_id"] is not None)
         seen |= expected
     assert seen == set(where)
@@ -74,24 +87,41 @@ def test_decoding_with_xy_bounds_by_hand_gives_lonlat_back(mapillary_server, sma
     image = small_world[7]
     lon, lat = image.meta["geometry"]["coordinates"]
     t = mercantile.tile(lon, lat, 14)
-    layers = mapbox_vector_tile.decode(fetch(http, mapillary_server, "mly1_public", 14, t.x, t.y).content)
-    (u, v) = next(f["geometry"]["coordinates"] for f in layers["image"]["features"] if f["id"] == int(image.id))
+    layers = mapbox_vector_tile.decode(
+        fetch(http, mapillary_server, "mly1_public", 14, t.x, t.y).content
+    )
+    (u, v) = next(
+        f["geometry"]["coordinates"]
+        for f in layers["image"]["features"]
+        if f["id"] == int(image.id)
+    )
     b = mercantile.xy_bounds(t)
-    back = mercantile.lnglat(b.left + u / 4096 * (b.right - b.left), b.bottom + v / 4096 * (b.top - b.bottom))
+    back = mercantile.lnglat(
+        b.left + u / 4096 * (b.right - b.left), b.bottom + v / 4096 * (b.top - b.bottom)
+    )
     assert metres_apart(back, (lon, lat)) < 0.5
 
 
 @pytest.mark.parametrize("zoom", [14, 12, 8, 6])
-def test_sequence_layer_has_each_sequence_with_images_in_the_tile(mapillary_server, small_world, http, zoom):
+def test_sequence_layer_has_each_sequence_with_images_in_the_tile(
+    mapillary_server, small_world, http, zoom
+):
     lon, lat = small_world[0].meta["geometry"]["coordinates"]
     t = mercantile.tile(lon, lat, zoom)
-    in_tile = [i for i in small_world if mercantile.tile(*i.meta["geometry"]["coordinates"], zoom) == t]
-    layers = mapbox_vector_tile.decode(fetch(http, mapillary_server, "mly1_public", zoom, t.x, t.y).content)
+    in_tile = [
+        i for i in small_world if mercantile.tile(*i.meta["geometry"]["coordinates"], zoom) == t
+    ]
+    layers = mapbox_vector_tile.decode(
+        fetch(http, mapillary_server, "mly1_public", zoom, t.x, t.y).content
+    )
     assert ("image" in layers) == (zoom == 14)
     sequences = {f["properties"]["id"]: f for f in layers["sequence"]["features"]}
     assert set(sequences) == {i.meta["sequence"] for i in in_tile}
     for sid, f in sequences.items():
-        members = sorted((i for i in small_world if i.meta["sequence"] == sid), key=lambda i: i.meta["captured_at"])
+        members = sorted(
+            (i for i in small_world if i.meta["sequence"] == sid),
+            key=lambda i: i.meta["captured_at"],
+        )
         assert f["geometry"]["type"] in ("LineString", "MultiLineString")
         assert f["properties"]["image_id"] == int(members[0].id)
         assert f["properties"]["captured_at"] == members[0].meta["captured_at"]
@@ -102,7 +132,9 @@ def test_overview_layer_at_low_zoom(mapillary_server, small_world, http):
     ids = {int(i.id) for i in small_world}
     for zoom in (0, 3, 5):
         t = mercantile.tile(-122.49, 37.757, zoom)
-        layers = mapbox_vector_tile.decode(fetch(http, mapillary_server, "mly1_public", zoom, t.x, t.y).content)
+        layers = mapbox_vector_tile.decode(
+            fetch(http, mapillary_server, "mly1_public", zoom, t.x, t.y).content
+        )
         assert set(layers) == {"overview"}
         features = layers["overview"]["features"]
         assert features and {f["properties"]["id"] for f in features} <= ids
@@ -115,14 +147,22 @@ def test_overview_layer_at_low_zoom(mapillary_server, small_world, http):
 def test_empty_and_invalid_tiles(mapillary_server, http):
     empty = fetch(http, mapillary_server, "mly1_public", 14, 0, 0)
     assert empty.status_code == 200 and empty.content == b""
-    assert fetch(http, mapillary_server, "mly1_public", 15, 5234, 12666).status_code in range(400, 500)
+    assert fetch(http, mapillary_server, "mly1_public", 15, 5234, 12666).status_code in range(
+        400, 500
+    )
     assert fetch(http, mapillary_server, "mly1_nope", 14, 2617, 6333).status_code in range(400, 500)
     assert fetch(http, mapillary_server, "mly1_public", 3, 8, 1).status_code in range(400, 500)
     assert fetch(http, mapillary_server, "mly1_public", 14, -1, 3).status_code in range(400, 500)
 
 
 def test_morton_ranges_nest_like_mercantile_parents():
-    for lon, lat in [(-122.49, 37.757), (0.0, 0.0), (179.99, -84.9), (-179.99, 84.9), (13.19, 55.7)]:
+    for lon, lat in [
+        (-122.49, 37.757),
+        (0.0, 0.0),
+        (179.99, -84.9),
+        (-179.99, 84.9),
+        (13.19, 55.7),
+    ]:
         t14 = mercantile.tile(lon, lat, INDEX_ZOOM)
         key = morton(t14.x, t14.y, INDEX_ZOOM)
         for z in range(INDEX_ZOOM + 1):

@@ -65,26 +65,43 @@ def _sequence_key(rng: np.random.Generator) -> str:
 
 
 def _route(layout: Layout, rng: np.random.Generator, length: float, offset: float,
-           step: float = 0.5, turn_radius: float = 9.0) -> np.ndarray:
+           edge_use: dict, step: float = 0.5, turn_radius: float = 9.0) -> np.ndarray:
     """A drive through the grid: (N, 2) points every ``step`` m, ``offset`` m right of centre.
 
-    Starts at a random intersection, goes straight or turns at each one (never back), and
-    takes each turn on a circular arc of ``turn_radius`` metres, as a car does.
+    Contributors go where the map is still empty: the route starts next to the least-covered
+    street and prefers, at each intersection, the street driven least so far (``edge_use``,
+    updated in place); it never turns back, and takes each turn on a circular arc of
+    ``turn_radius`` metres, as a car does.
     """
     xs, ys = layout.avenues_x, layout.streets_y
-    i, j = int(rng.integers(len(xs))), int(rng.integers(len(ys)))
+    moves = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+
+    def edge(a, b):
+        return (min(a, b), max(a, b))
+
+    def neighbours(i, j):
+        return [(i + m[0], j + m[1]) for m in moves
+                if 0 <= i + m[0] < len(xs) and 0 <= j + m[1] < len(ys)]
+
+    nodes_ij = [(i, j) for i in range(len(xs)) for j in range(len(ys))]
+    score = [min(edge_use.get(edge(n, q), 0) for q in neighbours(*n)) + rng.random() * 0.5
+             for n in nodes_ij]
+    i, j = nodes_ij[int(np.argmin(score))]
     heading = None
     nodes = [np.array([xs[i], ys[j]])]
     total = 0.0
-    moves = [(1, 0), (-1, 0), (0, 1), (0, -1)]
     while total < length + 20:
         options = [m for m in moves
                    if 0 <= i + m[0] < len(xs) and 0 <= j + m[1] < len(ys)
                    and (heading is None or m != (-heading[0], -heading[1]))]
-        if heading in options and rng.random() < 0.6:
+        use = [edge_use.get(edge((i, j), (i + m[0], j + m[1])), 0) for m in options]
+        least = [m for m, u in zip(options, use) if u == min(use)]
+        if heading in least and rng.random() < 0.6:
             move = heading
         else:
-            move = options[int(rng.integers(len(options)))]
+            move = least[int(rng.integers(len(least)))]
+        edge_use[edge((i, j), (i + move[0], j + move[1]))] = \
+            edge_use.get(edge((i, j), (i + move[0], j + move[1])), 0) + 1
         i, j = i + move[0], j + move[1]
         nodes.append(np.array([xs[i], ys[j]]))
         total += float(np.linalg.norm(nodes[-1] - nodes[-2]))
@@ -178,6 +195,7 @@ def plan_captures(layout: Layout, seed_offset: int = 0, first_sequence: int = 0,
                  + ["pano"] * spec.pano_sequences)
     captures: list[Capture] = []
     used_ids: set[str] = set()
+    edge_use: dict = {}  # how often each street segment has been captured (spreads coverage)
     for q, kind in enumerate(kinds):
         seq_no = first_sequence + q
         seq_rng = np.random.default_rng([spec.seed, 4, seed_offset, seq_no])
@@ -190,7 +208,8 @@ def plan_captures(layout: Layout, seed_offset: int = 0, first_sequence: int = 0,
             cam = CameraModel("perspective", w, w * 3 // 4, focal=float(seq_rng.uniform(0.72, 0.8)),
                               k1=float(seq_rng.uniform(-0.08, -0.03)),
                               k2=float(seq_rng.uniform(0.0, 0.02)))
-            path = _route(layout, seq_rng, length=float(seq_rng.uniform(150, 175)),
+            length = spec.car_route * float(seq_rng.uniform(0.94, 1.1))
+            path = _route(layout, seq_rng, length=length, edge_use=edge_use,
                           offset=LANE_OFFSET)
             spacing = seq_rng.uniform(*spec.car_spacing, size=400)
             height, speed, look, make, model = 1.55, 8.0, 0.0, "GoPro", "HERO8 Black"
@@ -198,7 +217,8 @@ def plan_captures(layout: Layout, seed_offset: int = 0, first_sequence: int = 0,
         elif kind == "walk":
             cam = CameraModel("perspective", w, w * 3 // 4, focal=float(seq_rng.uniform(0.8, 0.9)),
                               k1=float(seq_rng.uniform(-0.03, 0.0)), k2=0.0)
-            path = _route(layout, seq_rng, length=float(seq_rng.uniform(55, 70)),
+            length = spec.walk_route * float(seq_rng.uniform(0.9, 1.1))
+            path = _route(layout, seq_rng, length=length, edge_use=edge_use,
                           offset=float(seq_rng.choice([-1, 1]) * 8.0))
             spacing = seq_rng.uniform(*spec.walk_spacing, size=400)
             height, speed, make, model = 1.5, 1.4, "Apple", "iPhone 12"
@@ -206,7 +226,8 @@ def plan_captures(layout: Layout, seed_offset: int = 0, first_sequence: int = 0,
             creator = _USERS[1]
         elif kind == "pano":
             cam = CameraModel("spherical", w, w // 2)
-            path = _route(layout, seq_rng, length=float(seq_rng.uniform(90, 110)),
+            length = spec.pano_route * float(seq_rng.uniform(0.9, 1.1))
+            path = _route(layout, seq_rng, length=length, edge_use=edge_use,
                           offset=LANE_OFFSET)
             spacing = np.full(400, spec.pano_spacing)
             height, speed, look, make, model = 2.3, 6.0, 0.0, "GoPro", "MAX"

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import shapely
 from shapely.geometry import LineString, Polygon, box, mapping
-from shapely.ops import transform, unary_union
+from shapely.ops import unary_union
 
 from citysplat.frames import LocalFrame
 from citysplat.synthetic.layout import ROADWAY_HALF, Layout
 
 
 def _to_lonlat(frame: LocalFrame):
-    def fn(x, y, z=None):
-        ll = frame.to_lonlat(np.column_stack([np.asarray(x), np.asarray(y), np.zeros(len(x))]))
-        return ll[:, 0], ll[:, 1]
+    def fn(xy: np.ndarray) -> np.ndarray:
+        return frame.to_lonlat(np.column_stack([xy, np.zeros(len(xy))]))[:, :2]
 
     return fn
 
@@ -40,16 +40,16 @@ def truth_geojson(layout: Layout, frame: LocalFrame) -> dict[str, dict]:
     to_ll = _to_lonlat(frame)
     roads = [
         {"type": "Feature", "properties": {"name": s.name, "axis": s.axis, "width_m": 12.0},
-         "geometry": mapping(transform(to_ll, LineString([s.a, s.b])))}
+         "geometry": mapping(shapely.transform(LineString([s.a, s.b]), to_ll))}
         for s in layout.streets
     ]
     buildings = [
         {"type": "Feature",
          "properties": {"index": b.index, "height_m": round(b.height, 3), "front_edge": b.front},
-         "geometry": mapping(transform(to_ll, Polygon(b.corners)))}
+         "geometry": mapping(shapely.transform(Polygon(b.corners), to_ll))}
         for b in layout.buildings
     ]
-    walk = transform(to_ll, walkable_area(layout))
+    walk = shapely.transform(walkable_area(layout), to_ll)
     walkable = [{"type": "Feature", "properties": {"kind": "sidewalk+crosswalk"},
                  "geometry": mapping(walk)}]
     fc = lambda feats: {"type": "FeatureCollection", "features": feats}  # noqa: E731

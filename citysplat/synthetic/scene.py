@@ -189,7 +189,7 @@ class CityScene:
         """
         layout = self.layout
         verts, faces, owner, part, base, colors = [], [], [], [], [], []
-        for k, m in enumerate(layout.movers):
+        for m in layout.movers:
             box = m.box_at(layout.streets[m.street], t_seconds)
             dist = np.hypot(box.x - near[0], box.y - near[1])
             if dist < keep_clear or dist > radius:

@@ -35,6 +35,9 @@ class CitySpec:
     car_spacing: tuple[float, float] = (2.5, 4.0)  # metres between consecutive car images
     walk_spacing: tuple[float, float] = (2.0, 3.0)
     pano_spacing: float = 7.0
+    car_route: float = 160.0  # metres driven per car sequence
+    walk_route: float = 62.0
+    pano_route: float = 100.0
     gps_sigma: float = 3.0  # original geometry noise (metres, 1 sigma)
     computed_sigma: float = 0.4  # computed_geometry noise (metres)
     compass_sigma: float = 6.0  # compass_angle noise (degrees)
@@ -56,7 +59,7 @@ PRESETS: dict[str, CitySpec] = {
     # One block, two short car sequences: seconds to render, for unit tests.
     "tiny": CitySpec(
         blocks_x=1, blocks_y=1, car_sequences=2, walk_sequences=1, pano_sequences=1,
-        moving_cars=4, pedestrians=4,
+        car_route=70.0, walk_route=40.0, pano_route=60.0, moving_cars=8, pedestrians=8,
     ),
     # The demo city: about 200 images.
     "default": CitySpec(),

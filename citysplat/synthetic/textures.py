@@ -36,7 +36,7 @@ class NoiseBank:
     fields: np.ndarray  # (K, S, S)
 
     @classmethod
-    def make(cls, seed: int, count: int = 4, size: int = 1024) -> "NoiseBank":
+    def make(cls, seed: int, count: int = 4, size: int = 1024) -> NoiseBank:
         rng = np.random.default_rng([seed, 2])
         return cls(np.stack([value_noise(rng, size) for _ in range(count)]))
 
