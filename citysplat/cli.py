@@ -26,7 +26,20 @@ fixture_app = typer.Typer(
 app.add_typer(fixture_app, name="fixture")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
+
+@app.callback()
+def main_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request (DEBUG)."),
+) -> None:
+    """citysplat: street-level imagery of a whole city to simulation-ready 3D assets."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False)])
+
 
 SizeOption = typer.Option("default", "--size", help="City size: tiny, default or large.")
 SeedOption = typer.Option(7, "--seed", help="Seed of the generated city (same seed, same city).")
@@ -51,9 +64,9 @@ def _city(size: str, seed: int):
     from citysplat.synthetic.city import default_cache_dir, generate_city
 
     spec = _spec(size, seed)
-    cached = (default_cache_dir() / "cities" / spec.key() / "spec.json").exists()
-    label = "Loading" if cached else "Rendering"
-    with progress_callback(f"{label} the {size} sample city (seed {seed})") as cb:
+    if (default_cache_dir() / "cities" / spec.key() / "spec.json").exists():
+        return generate_city(spec)
+    with progress_callback(f"Rendering the {size} sample city (seed {seed}), once") as cb:
         return generate_city(spec, progress=cb)
 
 
@@ -138,6 +151,139 @@ def fixture_info(size: str = SizeOption, seed: int = SeedOption) -> None:
     """Render (or load) the sample city and print what it holds."""
     city = _city(size, seed)
     console.print_json(json.dumps(city.summary()))
+
+
+def _area(bbox: str | None, geojson: Path | None):
+    from citysplat.mapillary import Area
+
+    if (bbox is None) == (geojson is None):
+        fail("give the area as --bbox W,S,E,N or as --geojson FILE (one of them)")
+    try:
+        if bbox is not None:
+            try:
+                values = [float(v) for v in bbox.split(",")]
+            except ValueError:
+                fail(f"--bbox {bbox!r}: expected four numbers W,S,E,N in degrees")
+            return Area.from_bbox(values)
+        if not geojson.is_file():
+            fail(f"--geojson {geojson}: no such file")
+        return Area.from_geojson(geojson, name=geojson.stem)
+    except ValueError as exc:
+        fail(f"{'--bbox' if bbox is not None else '--geojson'}: {exc}")
+
+
+def _mapillary_config(**overrides):
+    from citysplat.mapillary import MapillaryConfig, MissingTokenError
+
+    try:
+        return MapillaryConfig.from_env(**overrides)
+    except MissingTokenError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # e.g. a malformed CITYSPLAT_GRAPH_URL
+        fail(f"Mapillary settings: {exc}")
+
+
+def _api_call(fn, *args, **kwargs):
+    """Run an API-facing function; answer API failures with one line."""
+    from citysplat.catalog import CatalogLockedError
+    from citysplat.mapillary import AuthError, MapillaryError, NetworkError
+
+    try:
+        return fn(*args, **kwargs)
+    except AuthError as exc:
+        fail(str(exc))
+    except NetworkError as exc:
+        fail(f"cannot reach the Mapillary API: {exc} (check CITYSPLAT_GRAPH_URL, "
+             "CITYSPLAT_TILES_URL and the network)")
+    except MapillaryError as exc:
+        fail(str(exc))
+    except CatalogLockedError as exc:
+        fail(str(exc))
+
+
+@app.command("ingest")
+def ingest(
+    bbox: str | None = typer.Option(None, help="Area as W,S,E,N in degrees (WGS84)."),
+    geojson: Path | None = typer.Option(None, help="Area as a GeoJSON (Multi)Polygon file."),
+    download: bool = typer.Option(False, "--download", help="Also download every image."),
+    size: str = typer.Option("2048", help="Download size: 256, 1024, 2048 or original."),
+    refresh: bool = typer.Option(False, help="Fetch metadata again for images already known."),
+    home: Path | None = typer.Option(None, envvar="CITYSPLAT_HOME",
+                                        help="Data root (default ./citysplat-data)."),
+) -> None:
+    """Find every Mapillary image of an area (coverage tiles), catalogue it in DuckDB, and
+    optionally download it. Safe to re-run: it fills what is missing."""
+    from citysplat.config import data_root
+    from citysplat.ingest import ingest_area, preflight
+
+    area = _area(bbox, geojson)
+    if size not in {"256", "1024", "2048", "original"}:
+        fail(f"--size {size!r}: choose 256, 1024, 2048 or original")
+    config = _mapillary_config()
+    _api_call(preflight, area, config)
+    root = data_root(home)
+    root.mkdir(parents=True, exist_ok=True)
+    with progress_callback(f"Ingesting {area.name or 'area'}") as cb:
+        result = _api_call(ingest_area, area, config, root / "catalog.duckdb", data_root=root,
+                           download=download, size=size if size == "original" else int(size),
+                           refresh=refresh, progress=lambda stage, d, t: cb(d, t))
+    _print_ingest(result)
+    if not result.complete:
+        raise typer.Exit(1)
+
+
+def _print_ingest(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Ingest of {result.area} ({result.seconds:.1f} s)")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("coverage tiles", str(result.tiles))
+    table.add_row("coverage tiles failed (re-run to fill)", str(result.tiles_failed))
+    table.add_row("images listed by the tiles", str(result.listed))
+    table.add_row("entities fetched", str(result.fetched))
+    table.add_row("catalog: new / changed / unchanged",
+                  f"{result.upsert.inserted} / {result.upsert.updated} / {result.upsert.unchanged}")
+    if result.missing:
+        table.add_row("listed but unknown to the API", str(len(result.missing)))
+    if result.downloads is not None:
+        d = result.downloads
+        table.add_row("downloaded / already there / failed",
+                      f"{d.downloaded} / {d.skipped + d.recovered} / {d.failed}")
+    console.print(table)
+    for image_id, why in list(result.broken_images.items())[:10]:
+        console.print(f"[yellow]broken at the source[/] {image_id}: {why}")
+    if not result.complete:
+        console.print("[yellow]incomplete: run the same command again to fill what is missing[/]")
+
+
+@app.command("coverage")
+def coverage(
+    bbox: str | None = typer.Option(None, help="Limit to an area W,S,E,N (default: all)."),
+    geojson: Path | None = typer.Option(None, help="Limit to a GeoJSON (Multi)Polygon."),
+    out: Path | None = typer.Option(None, help="Map PNG (default <home>/reports/coverage.png)."),
+    home: Path | None = typer.Option(None, envvar="CITYSPLAT_HOME",
+                                     help="Data root (default ./citysplat-data)."),
+) -> None:
+    """Completeness: per z14 tile, what the tiles list vs the catalog vs the downloads."""
+    from citysplat.catalog import Catalog
+    from citysplat.config import data_root
+    from citysplat.coverage import coverage_report, plot_coverage, print_report
+
+    area = _area(bbox, geojson).geometry if (bbox or geojson) else None
+    root = data_root(home)
+    path = root / "catalog.duckdb"
+    if not path.is_file():
+        fail(f"no catalog at {path}: run `citysplat ingest` first (or set CITYSPLAT_HOME)")
+    with _api_call(Catalog.open_read_only, path) as catalog:
+        report = coverage_report(catalog, root, area=area)
+        png = plot_coverage(report, catalog, out or root / "reports" / "coverage.png")
+    print_report(report, console)
+    console.print(f"Coverage map: {png}")
+    if report.holes:
+        console.print(f"[yellow]{len(report.holes)} tiles could not be read: run "
+                      "`citysplat ingest` again to fill them[/]")
+        raise typer.Exit(1)
 
 
 @app.command("demo")

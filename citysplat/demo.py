@@ -1,76 +1,75 @@
 """``citysplat demo``: the pipeline end to end on the offline sample city.
 
-Today the demo renders the sample city, serves it over a Mapillary-compatible API on 127.0.0.1,
-reads it back the way the ingest stage will (coverage tiles, then entities by id), and draws a
-map of what it holds. Each later stage extends it.
+The demo renders (or loads) the sample city, serves it over a Mapillary-compatible API on
+127.0.0.1, and runs the real pipeline against it, exactly as against Mapillary: ingest through
+the coverage tiles into the DuckDB catalog, verified downloads, and the completeness report
+with its map. Each later stage extends it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import mapbox_vector_tile
-import mercantile
 from rich.console import Console
-from rich.table import Table
 
+from citysplat.catalog import Catalog
 from citysplat.config import data_root
+from citysplat.coverage import coverage_report, plot_coverage, print_report
 from citysplat.fixtures.server import MapillaryFixtureServer
+from citysplat.ingest import IngestResult, ingest_area
+from citysplat.mapillary import Area, MapillaryConfig
+from citysplat.progress import progress_callback
 from citysplat.synthetic.city import SyntheticCity
 from citysplat.synthetic.plots import plot_city_map
 
 
-def _tile_ids(client: httpx.Client, tiles_url: str, bounds) -> set[str]:
-    ids: set[str] = set()
-    for t in mercantile.tiles(*bounds, zooms=14):
-        r = client.get(f"{tiles_url}/mly1_public/2/{t.z}/{t.x}/{t.y}")
-        r.raise_for_status()
-        if r.content:
-            layers = mapbox_vector_tile.decode(r.content)
-            ids |= {str(f["properties"]["id"]) for f in layers.get("image", {}).get("features", [])}
-    return ids
+@dataclass
+class DemoResult:
+    """What the demo produced."""
+
+    ingest: IngestResult
+    catalog_images: int
+    city_images: int
+    coverage_png: Path
+    city_map_png: Path
 
 
-def run_demo(city: SyntheticCity, console: Console, out_dir: Path | None = None) -> dict:
-    """Serve ``city``, read it back through the API, print a summary; returns the figures."""
-    out_dir = Path(out_dir) if out_dir else data_root() / "demo"
-    out_dir.mkdir(parents=True, exist_ok=True)
+def city_area(city: SyntheticCity, margin_deg: float = 0.0005) -> Area:
+    """A bbox around every image of the city (what a user would draw around it)."""
     lons = [m["geometry"]["coordinates"][0] for m in city.metadata]
     lats = [m["geometry"]["coordinates"][1] for m in city.metadata]
-    bounds = (min(lons), min(lats), max(lons), max(lats))
-    with MapillaryFixtureServer(city.world_images()) as server, httpx.Client(
-        headers={"Authorization": f"OAuth {server.token}"}, timeout=30
-    ) as client:
-        ids = _tile_ids(client, server.tiles_url, bounds)
-        entities: dict[str, dict] = {}
-        ordered = sorted(ids)
-        for k in range(0, len(ordered), 50):
-            r = client.get(server.graph_url, params={
-                "ids": ",".join(ordered[k:k + 50]),
-                "fields": "id,sequence,captured_at,camera_type,is_pano,computed_geometry"})
-            r.raise_for_status()
-            entities.update(r.json())
-        requests = server.stats.total
+    return Area.from_bbox([min(lons) - margin_deg, min(lats) - margin_deg,
+                           max(lons) + margin_deg, max(lats) + margin_deg], name="sample-city")
 
-    kinds = Counter(c["kind"] for c in city.cameras.values())
-    quality = Counter(c["quality"] for c in city.cameras.values())
-    table = Table(title=f"Sample city {city.spec.key()} (seed {city.spec.seed})")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("images served", str(len(city.metadata)))
-    table.add_row("images found through z14 coverage tiles", str(len(ids)))
-    table.add_row("entities fetched by id (batches of 50)", str(len(entities)))
-    table.add_row("sequences", str(len(city.sequences())))
-    for k in ("car", "walk", "pano"):
-        table.add_row(f"  {k} images", str(kinds.get(k, 0)))
-    table.add_row("bad images (blurred, over-exposed, truncated)",
-                  str(sum(v for q, v in quality.items() if q != "ok")))
-    table.add_row("ground-truth co-visible image pairs", str(len(city.covisible)))
-    table.add_row("API requests made", str(requests))
-    console.print(table)
-    map_png = plot_city_map(city, out_dir / "sample_city_map.png")
-    console.print(f"Map of the sample city: {map_png}")
-    return {"served": len(city.metadata), "found": len(ids), "fetched": len(entities),
-            "map": str(map_png)}
+
+def run_demo(city: SyntheticCity, console: Console, root: Path | None = None) -> DemoResult:
+    """Serve ``city``, ingest it with downloads into ``root``, report coverage."""
+    root = Path(root) if root else data_root() / "demo"
+    root.mkdir(parents=True, exist_ok=True)
+    area = city_area(city)
+    with MapillaryFixtureServer(city.world_images()) as server:
+        config = MapillaryConfig(token=server.token, graph_url=server.graph_url,
+                                 tiles_url=server.tiles_url)
+        console.print(f"Sample city served at {server.graph_url} "
+                      f"({len(city.metadata)} images); ingesting it as from Mapillary")
+        with progress_callback("Ingest: tiles, metadata, downloads") as cb:
+            result = ingest_area(area, config, root / "catalog.duckdb", data_root=root,
+                                 download=True, size="original",
+                                 progress=lambda stage, done, total: cb(done, total))
+    with Catalog.open_read_only(root / "catalog.duckdb") as catalog:
+        report = coverage_report(catalog, root, area=area.geometry)
+        coverage_png = plot_coverage(report, catalog, root / "reports" / "coverage.png")
+        catalog_images = catalog.counts().get("images", 0)
+    print_report(report, console)
+    d = result.downloads
+    console.print(
+        f"Catalog: {catalog_images} of the city's {len(city.metadata)} images "
+        f"({result.tiles} coverage tiles, {sum(sum(v.values()) for v in result.requests.values())}"
+        f" API requests); downloads: {d.downloaded} new, {d.skipped + d.recovered} already "
+        f"there, {d.failed} failed")
+    for image_id, why in list(d.failures.items())[:5]:
+        console.print(f"  [yellow]not downloadable[/] {image_id}: {why}")
+    city_map = plot_city_map(city, root / "reports" / "sample_city_map.png")
+    console.print(f"Coverage map: {coverage_png}\nCity map: {city_map}")
+    return DemoResult(result, catalog_images, len(city.metadata), coverage_png, city_map)

@@ -1,12 +1,13 @@
-"""Sensors of the citysplat code location (new Mapillary imagery, new districts).
+"""Sensors of the citysplat code location (new Mapillary imagery; districts arrive later).
 
 Each module holds one sensor; :func:`all_sensors` is what the Definitions register.
 """
-
 
 import dagster as dg
 
 
 def all_sensors() -> list[dg.SensorDefinition]:
-    """Every sensor of the code location (the new-imagery sensor arrives with ingest)."""
-    return []
+    """Every sensor of the code location."""
+    from sensors.new_imagery import new_mapillary_imagery
+
+    return [new_mapillary_imagery]

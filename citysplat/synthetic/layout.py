@@ -204,9 +204,9 @@ def make_layout(spec: CitySpec) -> Layout:
     reach = 40.0  # centrelines run past the outer intersections into the next blocks
     streets: list[Street] = []
     for i, x in enumerate(xs):
-        streets.append(Street(f"{44 + i}th Avenue", (x, ys[0] - reach), (x, ys[-1] + reach), "ns"))
+        streets.append(Street(f"{38 + i}th Avenue", (x, ys[0] - reach), (x, ys[-1] + reach), "ns"))
     for j, y in enumerate(ys):
-        name = ["Irving", "Judah", "Kirkham", "Lawton", "Moraga", "Noriega", "Ortega"][j % 7]
+        name = ["Rivera", "Quintara", "Pacheco", "Ortega", "Noriega", "Moraga", "Lawton"][j % 7]
         streets.append(Street(f"{name} Street", (xs[0] - reach, y), (xs[-1] + reach, y), "ew"))
 
     # Blocks: the inner grid plus a ring of outer blocks so every street has two sides.

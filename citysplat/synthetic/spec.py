@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, replace
 #: Bumped whenever the generator's output changes for the same spec (invalidates caches).
 GENERATOR_VERSION = 1
 
-# A few blocks of San Francisco's Sunset District (around Judah St and 44th Avenue).
-SUNSET_LON = -122.50330
-SUNSET_LAT = 37.76120
+# A few blocks of San Francisco's Sunset District (around 39th Avenue and Quintara Street),
+# placed so that a corner of four z14 coverage tiles falls inside the city: ingest, coverage
+# and new-imagery code then meet tile boundaries even in the smallest city.
+SUNSET_LON = -122.49780
+SUNSET_LAT = 37.75360
 SUNSET_GROUND_ALT_M = 22.0  # ellipsoidal height of the street (WGS84), metres
 
 

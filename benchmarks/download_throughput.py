@@ -1,0 +1,228 @@
+"""Download throughput at server latency: the concurrent downloader vs one image at a time.
+
+Serves a dense world (small shared JPEG) with ``--latency-ms`` per request from the fixture
+server, then downloads ``--images`` images into a fresh store three ways, each repeat:
+
+* ``concurrent``: :func:`citysplat.download.download_images` at ``--concurrency``;
+* ``sequential``: the same downloader at concurrency 1 (URLs still come 50 at a time);
+* ``naive``: a plain loop a user might write: per image, GET the entity for its thumb URL, then
+  GET the thumbnail (two round trips per image); only with ``--naive``.
+
+Prints images/s and the ratio concurrent / sequential per repeat and a final summary line with
+medians. Target: >= 50x at 50 ms. Run: ``python benchmarks/download_throughput.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import citysplat  # noqa: F401 - first: loads zlib before anything else
+from citysplat.download import DownloadRecord, download_images
+from citysplat.fixtures.server import MapillaryFixtureServer
+from citysplat.fixtures.small_world import build_dense_world
+from citysplat.mapillary import MapillaryClient, MapillaryConfig
+
+
+@dataclass
+class RemoteServer:
+    """A fixture server in a child process (so its threads do not share our GIL)."""
+
+    url: str
+    token: str
+    conn: Connection
+
+    @property
+    def graph_url(self) -> str:
+        return self.url
+
+    @property
+    def tiles_url(self) -> str:
+        return f"{self.url}/maps/vtp"
+
+    def stats(self) -> dict[str, dict[int, int]]:
+        self.conn.send("stats")
+        return self.conn.recv()
+
+
+def _serve(images: list[Any], kwargs: dict[str, Any], conn: Connection) -> None:
+    from citysplat.fixtures.server import MapillaryFixtureServer as Server
+
+    with Server(images, **kwargs) as server:
+        conn.send((server.url, server.token))
+        while (command := conn.recv()) != "stop":
+            conn.send(server.stats.snapshot() if command == "stats" else None)
+
+
+@contextmanager
+def serve(images: list[Any], *, in_process: bool = False, **kwargs: Any) -> Iterator[Any]:
+    """A started fixture server: in a child process (default) or in this one."""
+    if in_process:
+        with MapillaryFixtureServer(images, **kwargs) as server:
+            yield server
+        return
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_serve, args=(images, kwargs, child), daemon=True)
+    process.start()
+    url, token = parent.recv()
+    try:
+        yield RemoteServer(url, token, parent)
+    finally:
+        parent.send("stop")
+        process.join(10)
+
+
+class MemoryLedger:
+    """An in-memory ledger (the catalog's role)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, DownloadRecord] = {}
+
+    def done(self, ids: Sequence[str]) -> Mapping[str, tuple[str, str, int]]:
+        return {
+            i: (r.path, r.sha256, r.bytes)
+            for i in ids
+            if (r := self.records.get(i)) is not None and r.state == "done" and r.path and r.sha256
+        }
+
+    def record(self, results: list[DownloadRecord]) -> None:
+        self.records.update({r.image_id: r for r in results})
+
+
+def config_for(server: Any, concurrency: int) -> MapillaryConfig:
+    return MapillaryConfig.from_env(
+        token=server.token,
+        graph_url=server.graph_url,
+        tiles_url=server.tiles_url,
+        concurrency=max(4, min(concurrency, 32)),
+    )
+
+
+@dataclass
+class Timing:
+    seconds: float
+    images: int
+    cpu_s: float
+    """CPU time of this process (all threads) during the run."""
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+
+async def run_downloader(server: Any, ids: list[str], store: Path, concurrency: int) -> Timing:
+    """Time the downloader filling an empty store."""
+    ledger = MemoryLedger()
+    async with MapillaryClient(
+        config_for(server, concurrency), thumb_connections=concurrency
+    ) as client:
+        start, cpu = time.perf_counter(), time.process_time()
+        summary = await download_images(
+            client, ids, store, ledger, size=2048, concurrency=concurrency
+        )
+        timing = Timing(time.perf_counter() - start, summary.downloaded, time.process_time() - cpu)
+    if summary.failed:
+        raise SystemExit(f"{summary.failed} downloads failed: {list(summary.failures.items())[:3]}")
+    return timing
+
+
+async def run_naive(server: Any, ids: list[str], store: Path) -> Timing:
+    """A plain sequential loop: entity (for the URL) then thumbnail, one image at a time."""
+    async with MapillaryClient(config_for(server, 1)) as client:
+        start, cpu = time.perf_counter(), time.process_time()
+        for image_id in ids:
+            url = (await client.entity(image_id, ["thumb_2048_url"]))["thumb_2048_url"]
+            data = await client.fetch_bytes(url)
+            path = store / f"{image_id}.jpg"
+            path.write_bytes(data)
+            hashlib.sha256(data).hexdigest()
+        return Timing(time.perf_counter() - start, len(ids), time.process_time() - cpu)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument(
+        "--sequential-images",
+        type=int,
+        default=100,
+        help="images for the slow baselines (their rate is steady; 0: all)",
+    )
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--naive", action="store_true", help="also time the two-round-trip naive loop"
+    )
+    parser.add_argument(
+        "--in-process", action="store_true", help="serve from this process (shares the GIL)"
+    )
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="citysplat-bench-dl-"))
+    try:
+        world = build_dense_world(work / "world", args.images)
+        ids = [i.id for i in world]
+        slow_ids = ids[: args.sequential_images or None]
+        print(
+            f"download {len(ids)} images (baselines: {len(slow_ids)}), server latency "
+            f"{args.latency_ms:g} ms, concurrency {args.concurrency}, {args.repeats} repeats, "
+            f"{os.cpu_count()} CPUs (server in {'this' if args.in_process else 'a child'} process)"
+        )
+        ratios, naive_ratios, fast_rates, slow_rates = [], [], [], []
+        with serve(world, in_process=args.in_process, latency_ms=args.latency_ms) as server:
+            for r in range(args.repeats):
+                fast = asyncio.run(run_downloader(server, ids, work / f"c{r}", args.concurrency))
+                slow = asyncio.run(run_downloader(server, slow_ids, work / f"s{r}", 1))
+                ratio = fast.rate / slow.rate
+                ratios.append(ratio)
+                fast_rates.append(fast.rate)
+                slow_rates.append(slow.rate)
+                line = (
+                    f"  repeat {r + 1}: concurrent {fast.seconds:6.2f} s ({fast.rate:6.1f} img/s, "
+                    f"{fast.cpu_s / fast.images * 1000:4.1f} ms CPU/img)  sequential "
+                    f"{slow.seconds:6.2f} s ({slow.rate:5.1f} img/s)  ratio {ratio:5.1f}x"
+                )
+                if args.naive:
+                    (work / f"n{r}").mkdir()
+                    naive = asyncio.run(run_naive(server, slow_ids, work / f"n{r}"))
+                    naive_ratios.append(fast.rate / naive.rate)
+                    line += f"  naive {naive.rate:5.1f} img/s (ratio {naive_ratios[-1]:5.1f}x)"
+                print(line, flush=True)
+                for d in (f"c{r}", f"s{r}", f"n{r}"):
+                    shutil.rmtree(work / d, ignore_errors=True)
+        median = statistics.median(ratios)
+        naive = (
+            f" naive_speedup_median={statistics.median(naive_ratios):.1f}x" if naive_ratios else ""
+        )
+        print(
+            f"SUMMARY download_throughput images={len(ids)} latency_ms={args.latency_ms:g} "
+            f"concurrency={args.concurrency} cpus={os.cpu_count()} "
+            f"concurrent_img_s={statistics.median(fast_rates):.1f} "
+            f"sequential_img_s={statistics.median(slow_rates):.1f} speedup_median={median:.1f}x"
+            f"{naive} target=50x {'PASS' if median >= 50 else 'MISS'}"
+        )
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

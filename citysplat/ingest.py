@@ -1,0 +1,160 @@
+"""Ingest an area: coverage tiles -> catalog -> (optionally) verified downloads.
+
+One ingest run is the catalog's single writer. It streams: tiles are recorded as they arrive,
+entities are fetched and upserted in chunks, downloads are recorded in batches, so a crash (or
+``kill -9``) loses at most the chunk in flight, and re-running picks up where it stopped:
+tiles are fetched again (they are the source of truth for what exists), entities only for
+images the catalog does not hold yet (``refresh=True`` re-fetches all), downloads only for
+images not yet verified on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from citysplat.catalog import Catalog, UpsertStats
+from citysplat.download import DownloadSummary, download_images
+from citysplat.mapillary import Area, MapillaryClient, MapillaryConfig, scan_tiles
+
+ENTITY_CHUNK = 1000  # entities fetched and upserted per step (crash granularity)
+DEFAULT_TILESET = "mly1_public"  # every image, processed or not (the computed set lags)
+
+BROKEN_AT_SOURCE = "not a decodable image"  # the downloader's word for a source-side break
+
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(stage, done, total)`` with stage ``tiles``, ``entities`` or ``downloads``."""
+
+
+@dataclass
+class IngestResult:
+    """What one ingest run found, stored and downloaded."""
+
+    area: str
+    tiles: int = 0
+    tiles_failed: int = 0
+    listed: int = 0
+    fetched: int = 0
+    missing: list[str] = field(default_factory=list)  # listed by tiles, unknown to the API
+    upsert: UpsertStats = field(default_factory=UpsertStats)
+    downloads: DownloadSummary | None = None
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def broken_images(self) -> dict[str, str]:
+        """Images the API serves but that never decode (broken at the source): reported, but
+        no re-run can fix them."""
+        if self.downloads is None:
+            return {}
+        return {k: v for k, v in self.downloads.failures.items()
+                if v.startswith(BROKEN_AT_SOURCE)}
+
+    @property
+    def complete(self) -> bool:
+        """Every tile read, every listed image catalogued, and (if asked) every image that
+        can be downloaded is: what a re-run could still fill is nothing."""
+        ok = self.tiles_failed == 0 and not self.missing
+        if self.downloads is None:
+            return ok
+        return ok and self.downloads.failed == len(self.broken_images)
+
+
+async def ingest_area_async(
+    area: Area,
+    config: MapillaryConfig,
+    catalog_path: Path,
+    *,
+    data_root: Path,
+    download: bool = False,
+    size: int | str = 2048,
+    refresh: bool = False,
+    tileset: str = DEFAULT_TILESET,
+    progress: ProgressFn | None = None,
+    download_progress: bool = False,
+) -> IngestResult:
+    """Enumerate ``area`` through the coverage tiles, catalogue every image, download them."""
+    started = time.perf_counter()
+    result = IngestResult(area=area.name or "area")
+    tiles = area.tiles()
+    result.tiles = len(tiles)
+    async with MapillaryClient(config) as client:
+        with Catalog(catalog_path) as catalog:
+            listed: set[str] = set()
+            done_tiles = 0
+            async for tile in scan_tiles(client, area, tileset, tiles=tiles):
+                catalog.record_tiles([tile])
+                done_tiles += 1
+                if tile.ok:
+                    listed.update(im.image_id for im in tile.images)
+                else:
+                    result.tiles_failed += 1
+                    # what this tile listed the last time it was read still counts
+                    listed.update(_inside(catalog.tile_listing(tileset, tile.z, tile.x, tile.y),
+                                          catalog, area))
+                if progress:
+                    progress("tiles", done_tiles, len(tiles))
+            result.listed = len(listed)
+
+            known = set() if refresh else catalog.image_ids() & listed
+            todo = sorted(listed - known)
+            for start in range(0, len(todo), ENTITY_CHUNK):
+                chunk = todo[start:start + ENTITY_CHUNK]
+                entities = await client.entities(chunk, _catalog_fields())
+                result.upsert = result.upsert + catalog.upsert_images(entities.values())
+                result.fetched += len(entities)
+                result.missing += [i for i in chunk if i not in entities]
+                if progress:
+                    progress("entities", min(start + ENTITY_CHUNK, len(todo)), len(todo))
+            catalog.refresh_sequences()
+
+            if download:
+                wanted = sorted(listed & catalog.image_ids())
+                result.downloads = await download_images(
+                    client, wanted, data_root, ledger=catalog, size=size,
+                    progress=download_progress or (
+                        (lambda d, t: progress("downloads", d, t)) if progress else None),
+                )
+        result.requests = client.stats.snapshot()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def preflight_async(area: Area, config: MapillaryConfig,
+                          tileset: str = DEFAULT_TILESET) -> None:
+    """One request before anything is written: a bad token (``AuthError``) or an unreachable
+    API (``NetworkError``) fails here, leaving no catalog behind."""
+    tile = area.tiles()[0]
+    async with MapillaryClient(config.model_copy(update={"max_attempts": 2})) as client:
+        await client.tile(tileset, tile.z, tile.x, tile.y)
+
+
+def preflight(area: Area, config: MapillaryConfig, tileset: str = DEFAULT_TILESET) -> None:
+    """Synchronous :func:`preflight_async`."""
+    asyncio.run(preflight_async(area, config, tileset))
+
+
+def ingest_area(area: Area, config: MapillaryConfig, catalog_path: Path, **kwargs
+                ) -> IngestResult:
+    """Synchronous :func:`ingest_area_async` (for the CLI and Dagster)."""
+    return asyncio.run(ingest_area_async(area, config, catalog_path, **kwargs))
+
+
+def _catalog_fields() -> tuple[str, ...]:
+    from citysplat.mapillary import CATALOG_FIELDS
+
+    return CATALOG_FIELDS
+
+
+def _inside(ids: list[str], catalog: Catalog, area: Area) -> list[str]:
+    """Of ``ids`` (a tile's previous listing), those whose catalogued position is in ``area``."""
+    if not ids:
+        return []
+    frame = catalog.images(ids)
+    if frame.empty:
+        return []
+    keep = area.contains(frame["lon"].to_numpy(), frame["lat"].to_numpy())
+    return [str(i) for i in frame["id"][keep]]

@@ -1,0 +1,471 @@
+"""An async Mapillary API v4 client: Graph API, coverage vector tiles and thumbnail bytes.
+
+* The token travels only in the ``Authorization: OAuth <token>`` header of Graph and tile
+  requests (httpx logs full URLs at INFO), never in a query string, a log line or an error.
+* Every request is retried with exponential backoff and jitter (tenacity) on 429, 5xx,
+  400 "Query Timeout" (code -2) and other transient Graph errors, timeouts, connection resets
+  and bodies cut short; a ``Retry-After`` is honoured and pauses the whole API class.
+* Each API class (entity, search, tiles) has its own rate limiter (aiolimiter); Graph and tile
+  requests share a concurrency bound. Thumbnails go to the CDN without any auth header.
+* :attr:`MapillaryClient.stats` counts requests, retries and failures per API class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import functools
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base, wait_exponential, wait_random
+
+from citysplat.mapillary._aio import bounded_as_completed
+from citysplat.mapillary.config import MapillaryConfig, RateLimit
+from citysplat.mapillary.errors import (
+    ApiError,
+    AuthError,
+    MapillaryError,
+    NetworkError,
+    NotFoundError,
+    RateLimitError,
+    TransientError,
+    UrlExpiredError,
+)
+
+log = logging.getLogger(__name__)
+
+ApiClass = Literal["entity", "search", "tiles", "thumbs"]
+API_CLASSES: tuple[ApiClass, ...] = ("entity", "search", "tiles", "thumbs")
+MAX_IDS_PER_REQUEST = 50
+SEARCH_LIMIT = 2000
+RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
+"""Graph API codes for request limits (Mapillary answers "Application request limit reached")."""
+TRANSIENT_CODES = frozenset({-2, 1, 2})
+"""Query Timeout, unknown error, service temporarily unavailable."""
+_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+@dataclass
+class RequestStats:
+    """Per-run counters by API class: HTTP attempts, retries, and requests that finally failed."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    """Failed attempts by ``"<class>:<status or exception>"`` (e.g. ``tiles:503``)."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """``{"requests": {...}, "retries": {...}, "failures": {...}, "errors": {...}}``."""
+        return {
+            "requests": dict(self.requests),
+            "retries": dict(self.retries),
+            "failures": dict(self.failures),
+            "errors": dict(self.errors),
+        }
+
+    def reset(self) -> None:
+        for counter in (self.requests, self.retries, self.failures, self.errors):
+            counter.clear()
+
+
+class _WaitRetryAfter(wait_base):
+    """Exponential backoff with jitter, but at least the server's Retry-After (capped)."""
+
+    def __init__(self, fallback: wait_base, cap_s: float) -> None:
+        self.fallback = fallback
+        self.cap_s = cap_s
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = float(self.fallback(retry_state))
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            wait = max(wait, min(exc.retry_after, self.cap_s))
+        return wait
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header (seconds or an HTTP date) -> seconds from now, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _limiter(rate: RateLimit) -> AsyncLimiter:
+    return AsyncLimiter(rate.max_rate, rate.period_s)
+
+
+def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _unique(ids: Iterable[str | int]) -> list[str]:
+    return list(dict.fromkeys(str(i) for i in ids))
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+class MapillaryClient:
+    """Async Mapillary API v4 client; use ``async with MapillaryClient(config) as client:``."""
+
+    def __init__(self, config: MapillaryConfig, *, thumb_connections: int = 64) -> None:
+        self.config = config
+        self.stats = RequestStats()
+        self._thumb_connections = thumb_connections
+        self._graph: _Pools | None = None
+        self._thumbs: _Pools | None = None
+        self._limiters: dict[str, AsyncLimiter] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._cooldown: dict[str, float] = {}
+        self._wait = _WaitRetryAfter(
+            wait_exponential(multiplier=config.backoff_initial_s, max=config.backoff_max_s)
+            + wait_random(0, config.backoff_initial_s),
+            config.max_retry_after_s,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MapillaryClient(graph_url={self.config.graph_url!r}, "
+            f"tiles_url={self.config.tiles_url!r}, requests={self.stats.total})"
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> MapillaryClient:
+        self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def open(self) -> None:
+        """Create the HTTP connection pools (``async with`` does this for you)."""
+        if self._graph is not None:
+            return
+        cfg = self.config
+        common: dict[str, Any] = {
+            "timeout": httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
+            "headers": {"User-Agent": cfg.user_agent},
+            "verify": httpx.create_ssl_context(),  # one context for all pools (creating is slow)
+        }
+        self._graph = _Pools(cfg.concurrency, follow_redirects=False, **common)
+        self._thumbs = _Pools(self._thumb_connections, follow_redirects=True, **common)
+        self._limiters = {
+            "entity": _limiter(cfg.entity_rate),
+            "search": _limiter(cfg.search_rate),
+            "tiles": _limiter(cfg.tiles_rate),
+        }
+        self._slots = asyncio.Semaphore(cfg.concurrency)
+
+    async def aclose(self) -> None:
+        """Close the connection pools."""
+        for pools in (self._graph, self._thumbs):
+            if pools is not None:
+                await pools.aclose()
+        self._graph = self._thumbs = None
+
+    # -- public API -----------------------------------------------------------------------------
+
+    async def tile(self, tileset: str, z: int, x: int, y: int) -> bytes:
+        """The MVT bytes of a coverage tile (``b""`` for an empty tile)."""
+        url = f"{self.config.tiles_url}/{tileset}/2/{int(z)}/{int(x)}/{int(y)}"
+        response = await self._get("tiles", url)
+        return b"" if response.status_code == 204 else response.content
+
+    async def entity(self, image_id: str | int, fields: Sequence[str]) -> dict[str, Any]:
+        """One image entity (``id`` plus the asked fields it has). Raises NotFoundError."""
+        url = f"{self.config.graph_url}/{int(image_id)}"
+        response = await self._get("entity", url, {"fields": ",".join(fields)})
+        return self._json(response, url)
+
+    async def entities(
+        self, ids: Iterable[str | int], fields: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Entities by id, fetched in concurrent batches of 50 (``GET /?ids=``). Ids the API does
+        not know are left out."""
+        out: dict[str, dict[str, Any]] = {}
+        async for batch in self.iter_entities(ids, fields):
+            out.update(batch)
+        return out
+
+    async def iter_entities(
+        self, ids: Iterable[str | int], fields: Sequence[str], *, window: int | None = None
+    ) -> AsyncIterator[dict[str, dict[str, Any]]]:
+        """Like :meth:`entities`, yielding each batch's answer as it completes; at most ``window``
+        batches (default: twice the concurrency) are in flight, so any number of ids streams."""
+        batches = _chunks(_unique(ids), MAX_IDS_PER_REQUEST)
+        jobs = (functools.partial(self._entity_batch, batch, fields) for batch in batches)
+        async for answer in bounded_as_completed(jobs, window or 2 * self.config.concurrency):
+            yield answer
+
+    async def sequence_image_ids(self, sequence_id: str) -> list[str]:
+        """The image ids of a sequence, in capture order."""
+        url = f"{self.config.graph_url}/image_ids"
+        response = await self._get("entity", url, {"sequence_id": sequence_id})
+        return [str(d["id"]) for d in self._json(response, url).get("data", [])]
+
+    async def search_bbox(
+        self,
+        bbox: tuple[float, float, float, float],
+        *,
+        fields: Sequence[str] = ("id",),
+        limit: int = SEARCH_LIMIT,
+        **filters: Any,
+    ) -> list[dict[str, Any]]:
+        """``GET /images?bbox=W,S,E,N``: at most 2000 images, no paging (a silent cap, and empty
+        during incidents). For baselines and spot checks; enumerate areas with the tiles."""
+        w, s, e, n = (float(v) for v in bbox)
+        params = {"bbox": f"{w:.8f},{s:.8f},{e:.8f},{n:.8f}", "limit": str(limit)}
+        if fields:
+            params["fields"] = ",".join(fields)
+        params.update({k: _param(v) for k, v in filters.items() if v is not None})
+        url = f"{self.config.graph_url}/images"
+        response = await self._get("search", url, params)
+        return list(self._json(response, url).get("data", []))
+
+    async def fetch_bytes(self, url: str) -> bytes:
+        """The body at ``url`` (a thumbnail), retried like any request; no auth header is sent.
+        A 403 (expired signed URL) raises :class:`UrlExpiredError` at once: fetch a fresh URL."""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ApiError("not an http(s) URL", where="fetch_bytes")
+        response = await self._get("thumbs", url, auth=False)
+        return response.content
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _entity_batch(
+        self, batch: list[str], fields: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        url = f"{self.config.graph_url}/"
+        params = {"ids": ",".join(batch), "fields": ",".join(fields)}
+        data = self._json(await self._get("entity", url, params), url)
+        return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+    def _json(self, response: httpx.Response, url: str) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            raise NetworkError(
+                "the response is not JSON", status=response.status_code, where=_path(url)
+            ) from None
+        if not isinstance(data, dict):
+            raise ApiError("unexpected JSON shape", status=response.status_code, where=_path(url))
+        return data
+
+    async def _get(
+        self,
+        api: ApiClass,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        auth: bool = True,
+    ) -> httpx.Response:
+        """GET with the retry policy; raises a typed :class:`MapillaryError`."""
+        if self._graph is None:
+            self.open()
+        attempts = 0
+
+        async def once() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self.stats.retries[api] += 1
+            return await self._attempt(api, url, params, auth)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+            before_sleep=lambda state: self._log_retry(api, url, state),
+        )
+        try:
+            return await retrying(once)
+        except TransientError as exc:
+            self.stats.failures[api] += 1
+            raise exc.gave_up(attempts) from None
+        except MapillaryError:
+            self.stats.failures[api] += 1
+            raise
+
+    async def _attempt(
+        self, api: ApiClass, url: str, params: Mapping[str, str] | None, auth: bool
+    ) -> httpx.Response:
+        if api == "thumbs":
+            assert self._thumbs is not None
+            return await self._send(self._thumbs, api, url, params, {})
+        assert self._graph is not None and self._slots is not None
+        async with self._slots:
+            await self._wait_cooldown(api)
+            async with self._limiters[api]:
+                headers = self.config.auth_header() if auth else {}
+                return await self._send(self._graph, api, url, params, headers)
+
+    async def _send(
+        self,
+        pools: _Pools,
+        api: ApiClass,
+        url: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        self.stats.requests[api] += 1
+        where = _path(url)
+        try:
+            async with pools.client() as http:
+                response = await http.get(url, params=params, headers=headers)
+        except _TRANSPORT_ERRORS as exc:
+            self.stats.errors[f"{api}:{type(exc).__name__}"] += 1
+            raise NetworkError(self._redact(f"{type(exc).__name__}: {exc}"), where=where) from None
+        except httpx.HTTPError as exc:
+            raise ApiError(self._redact(f"{type(exc).__name__}: {exc}"), where=where) from None
+        if response.status_code < 300:
+            return response
+        self.stats.errors[f"{api}:{response.status_code}"] += 1
+        error = self._error(api, response, where)
+        if isinstance(error, RateLimitError) and error.retry_after:
+            self._pause(api, min(error.retry_after, self.config.max_retry_after_s))
+        raise error
+
+    def _error(self, api: ApiClass, response: httpx.Response, where: str) -> MapillaryError:
+        """The typed error for a non-2xx response."""
+        status = response.status_code
+        message, code, subcode, transient, trace = _graph_error(response)
+        message = self._redact(message)
+        kw: dict[str, Any] = {"status": status, "code": code, "where": where, "fbtrace_id": trace}
+        if status == 429 or code in RATE_LIMIT_CODES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return RateLimitError(message, retry_after=retry_after, **kw)
+        if status >= 500 or status == 408 or code in TRANSIENT_CODES or transient:
+            return TransientError(message, **kw)
+        if api == "thumbs":
+            if status == 403:
+                return UrlExpiredError(message or "the signed URL expired or is invalid", **kw)
+            if status in (404, 410):
+                return NotFoundError(message, **kw)
+            return ApiError(message, **kw)
+        if status == 401 or code == 190:
+            return AuthError(message, **kw)
+        if status == 404 or subcode == 33:
+            return NotFoundError(message, **kw)
+        return ApiError(message, **kw)
+
+    def _pause(self, api: str, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        if until > self._cooldown.get(api, 0.0):
+            self._cooldown[api] = until
+
+    async def _wait_cooldown(self, api: str) -> None:
+        delay = self._cooldown.get(api, 0.0) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _log_retry(self, api: str, url: str, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.debug(
+            "retrying %s request to %s in %.2f s (attempt %d failed: %s)",
+            api,
+            _path(url),
+            wait,
+            state.attempt_number,
+            exc,
+        )
+
+    def _redact(self, text: str) -> str:
+        token = self.config.token.get_secret_value()
+        return text.replace(token, "[redacted]") if token else text
+
+
+class _Pools:
+    """A few small httpx connection pools, used least-busy first, instead of one big pool:
+    httpcore's pool bookkeeping costs grow with the square of its connections and queued
+    requests (encode/httpx#3215), which made one 64-connection pool CPU-bound."""
+
+    def __init__(self, connections: int, per_pool: int = 2, **kwargs: Any) -> None:
+        n = max(1, math.ceil(connections / per_pool))
+        k = math.ceil(connections / n)
+        limits = httpx.Limits(max_connections=k, max_keepalive_connections=k)
+        self.clients = [httpx.AsyncClient(limits=limits, **kwargs) for _ in range(n)]
+        self.busy = [0] * n
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
+        i = min(range(len(self.busy)), key=self.busy.__getitem__)
+        self.busy[i] += 1
+        try:
+            yield self.clients[i]
+        finally:
+            self.busy[i] -= 1
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients))
+
+
+def _path(url: str) -> str:
+    """The URL without its query (for messages: short, and never a signature)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _graph_error(response: httpx.Response) -> tuple[str, int | None, int | None, bool, str | None]:
+    """``(message, code, subcode, is_transient, fbtrace_id)`` of a Graph API error response."""
+    reason = response.reason_phrase or "error"
+    try:
+        body = response.json()
+    except ValueError:
+        text = (
+            response.text.strip()
+            if "text/plain" in response.headers.get("content-type", "")
+            else ""
+        )
+        return (text if 0 < len(text) <= 200 else reason), None, None, False, None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return reason, None, None, False, None
+    code = error.get("code")
+    subcode = error.get("error_subcode")
+    return (
+        str(error.get("message") or reason),
+        code if isinstance(code, int) else None,
+        subcode if isinstance(subcode, int) else None,
+        bool(error.get("is_transient", False)),
+        str(error["fbtrace_id"]) if error.get("fbtrace_id") else None,
+    )

@@ -1,0 +1,113 @@
+"""The ``citysplat`` command: help everywhere, one clear line for bad input, a real server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from citysplat.cli import app
+from citysplat.fixtures.server import DEFAULT_TOKEN
+
+runner = CliRunner()
+CLI = str(Path(sys.executable).with_name("citysplat"))
+
+
+@pytest.mark.parametrize("args", [[], ["demo"], ["fixture"], ["fixture", "serve"],
+                                  ["fixture", "truth"], ["fixture", "info"]])
+def test_every_command_has_help(args):
+    result = runner.invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["fixture", "info", "--size", "huge"], "unknown city size 'huge'"),
+        (["fixture", "serve", "--faults", "bogus=1"], "unknown fault 'bogus'"),
+        (["fixture", "serve", "--faults", "reset=7"], "reset"),
+        (["fixture", "serve", "--port", "70000"], "not a port number"),
+        (["demo", "--size", "galactic"], "choose one of"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(args, needle, tmp_path):
+    result = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CITYSPLAT_HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_truth_refuses_a_file_as_out(tmp_path, tiny_city):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    result = runner.invoke(app, ["fixture", "truth", "--size", "tiny", "--out", str(target)])
+    assert result.exit_code == 2
+    assert "is a file" in result.output
+
+
+def test_truth_writes_the_ground_truth(tmp_path, tiny_city):
+    result = runner.invoke(app, ["fixture", "truth", "--size", "tiny", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for name in ("cameras.json", "roads.geojson", "buildings.geojson", "walkable.geojson",
+                 "covisible_pairs.json", "frame.json", "metadata.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert len(list((tmp_path / "masks").glob("*.png"))) == len(tiny_city.metadata)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fixture_serve_answers_like_mapillary(tiny_city):
+    port = _free_port()
+    proc = subprocess.Popen([CLI, "fixture", "serve", "--size", "tiny", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.5)
+        first = tiny_city.metadata[0]
+        assert httpx.get(f"{url}/{first['id']}").status_code == 401
+        r = httpx.get(f"{url}/{first['id']}", params={"fields": "sequence,captured_at"},
+                      headers={"Authorization": f"OAuth {DEFAULT_TOKEN}"})
+        assert r.status_code == 200
+        assert r.json() == {"id": first["id"], "sequence": first["sequence"],
+                            "captured_at": first["captured_at"]}
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert DEFAULT_TOKEN not in out  # the token is not printed
+
+
+def test_demo_on_the_tiny_city_catalogues_and_downloads_every_image(tmp_path, tiny_city):
+    result = subprocess.run([CLI, "demo", "--size", "tiny"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "CITYSPLAT_HOME": str(tmp_path),
+                                              "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    n = len(tiny_city.metadata)
+    assert f"Catalog: {n} of the city's {n} images" in result.stdout
+    truncated = sum(c["quality"] == "truncated" for c in tiny_city.cameras.values())
+    assert f"{truncated} failed" in result.stdout  # the city's truncated JPEGs, and only them
+    demo = tmp_path / "demo"
+    assert (demo / "catalog.duckdb").is_file()
+    assert len(list((demo / "images").glob("*/*.jpg"))) == n - truncated
+    assert (demo / "reports" / "coverage.png").stat().st_size > 10_000
+    assert (demo / "reports" / "sample_city_map.png").stat().st_size > 10_000
