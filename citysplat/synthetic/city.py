@@ -15,6 +15,7 @@ renamed into place, so a crash leaves a complete city or none)::
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -63,11 +64,11 @@ def city_frame(spec: CitySpec) -> LocalFrame:
 _WORKER_SCENE = None
 
 
-def _init_worker(spec: CitySpec) -> None:
+def _init_worker(spec: CitySpec, atlas) -> None:
     global _WORKER_SCENE  # per-process cache of the static scene; not shared state
     from citysplat.synthetic.scene import CityScene
 
-    _WORKER_SCENE = CityScene(make_layout(spec))
+    _WORKER_SCENE = CityScene(make_layout(spec), atlas)
 
 
 def _render_one(capture: Capture) -> Rendering:
@@ -77,15 +78,23 @@ def _render_one(capture: Capture) -> Rendering:
 def render_all(spec: CitySpec, captures: list[Capture], workers: int | None = None,
                progress: ProgressFn | None = None) -> Iterable[tuple[Capture, Rendering]]:
     """Render captures in parallel processes, yielding in order."""
+    from citysplat.synthetic.scene import FacadeAtlas
+    from citysplat.synthetic.textures import NoiseBank
+
     workers = workers or min(len(captures), os.cpu_count() or 1, 4)
+    # the facades are the costly part of a scene: draw them once, share them with the workers
+    atlas = FacadeAtlas.build(make_layout(spec), NoiseBank.make(spec.seed))
     if workers <= 1:
-        _init_worker(spec)
+        _init_worker(spec, atlas)
         for k, c in enumerate(captures):
             yield c, _render_one(c)
             if progress:
                 progress(k + 1, len(captures))
         return
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(spec,)) as pool:
+    # fork: workers inherit the atlas without pickling it (the parent holds no open3d scene)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(spec, atlas)) as pool:
         for k, (c, r) in enumerate(zip(captures, pool.map(_render_one, captures, chunksize=4))):
             yield c, r
             if progress:

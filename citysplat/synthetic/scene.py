@@ -69,6 +69,40 @@ def _add(scene: o3d.t.geometry.RaycastingScene, v: np.ndarray, f: np.ndarray) ->
 
 
 @dataclass
+class FacadeAtlas:
+    """Every building's street facade side by side (bottom-aligned), as uint8 mip levels.
+
+    The costly part of a scene: built once and handed to render workers (a forked worker
+    shares it without a copy)."""
+
+    mips: list[np.ndarray]  # level 0 at FACADE_RES, each next level half the resolution
+    columns: np.ndarray  # first column of each building's facade at level 0
+    widths: np.ndarray  # facade width in texels at level 0
+
+    @classmethod
+    def build(cls, layout: Layout, bank: NoiseBank) -> FacadeAtlas:
+        textures = []
+        for b in layout.buildings:
+            a, e = b.front_edge
+            textures.append(facade_texture(b.style_seed, float(np.linalg.norm(e - a)),
+                                           b.height, b.color, bank))
+        hmax = max(t.shape[0] for t in textures)
+        widths = np.array([t.shape[1] for t in textures])
+        columns = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        level0 = np.zeros((hmax, int(widths.sum()), 3), np.float32)
+        for t, c0 in zip(textures, columns):
+            level0[hmax - t.shape[0]:, c0:c0 + t.shape[1]] = t
+        # mip levels (2x2 means) so that far facades are filtered, not aliased
+        levels = [level0]
+        for _ in range(4):
+            a = levels[-1]
+            h2, w2 = a.shape[0] // 2, a.shape[1] // 2
+            levels.append(a[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2, 3).mean(axis=(1, 3)))
+        mips = [(np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8) for m in levels]
+        return cls(mips, columns, widths)
+
+
+@dataclass
 class Movers:
     """Triangles of what moves at one capture time, with per-triangle owner and part."""
 
@@ -83,10 +117,12 @@ class Movers:
 class CityScene:
     """The static city as a ray-casting scene plus everything needed to shade hits."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, atlas: FacadeAtlas | None = None) -> None:
         spec = layout.spec
         self.layout = layout
         self.bank = NoiseBank.make(spec.seed)
+        atlas = atlas or FacadeAtlas.build(layout, self.bank)
+        self.mips, self.atlas_col, self.atlas_w = atlas.mips, atlas.columns, atlas.widths
         self.scene = o3d.t.geometry.RaycastingScene()
         big = 400.0
         ground_v = np.array([[-big, -big, 0], [big, -big, 0], [big, big, 0], [-big, big, 0]],
@@ -100,7 +136,6 @@ class CityScene:
         self.front_wall = np.zeros(len(layout.buildings), np.int32)
         self.heights = np.zeros(len(layout.buildings), np.float32)
         self.colors = np.zeros((len(layout.buildings), 3), np.float32)
-        textures = []
         for b in layout.buildings:
             c = b.corners
             v = np.vstack([np.column_stack([c, np.zeros(4)]), np.column_stack([c, np.full(4, b.height)])])
@@ -119,27 +154,10 @@ class CityScene:
             self.front_wall[b.index] = b.front
             self.heights[b.index] = b.height
             self.colors[b.index] = b.color
-            a, e = b.front_edge
-            textures.append(facade_texture(b.style_seed, float(np.linalg.norm(e - a)), b.height,
-                                           b.color, self.bank))
         v, f = _mesh(verts, faces)
         ids.append(_add(self.scene, v, f))
         self.tri_building = np.asarray(tri_b, np.int32)
         self.tri_wall = np.asarray(tri_wall, np.int32)
-        # one atlas: facades side by side, bottom-aligned
-        hmax = max(t.shape[0] for t in textures)
-        widths = np.array([t.shape[1] for t in textures])
-        self.atlas_col = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-        self.atlas_w = widths
-        self.atlas = np.zeros((hmax, int(widths.sum()), 3), np.float32)
-        for t, c0 in zip(textures, self.atlas_col):
-            self.atlas[hmax - t.shape[0]:, c0:c0 + t.shape[1]] = t
-        # mip levels (2x2 means) so that far facades are filtered, not aliased
-        self.mips = [self.atlas]
-        for _ in range(4):
-            a = self.mips[-1]
-            h2, w2 = a.shape[0] // 2, a.shape[1] // 2
-            self.mips.append(a[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2, 3).mean(axis=(1, 3)))
 
         # parked cars
         cv, cf, owner, part, base = [], [], [], [], []
@@ -278,7 +296,7 @@ class CityScene:
                     row = mip.shape[0] - (self.heights[bl] / res).astype(np.int64) + iv
                     row = np.clip(row, 0, mip.shape[0] - 1)
                     fcol[sel] = mip[row, np.minimum(self.atlas_col[bl] // 2**lv + iu,
-                                                    mip.shape[1] - 1)]
+                                                    mip.shape[1] - 1)] * (1.0 / 255.0)
                 col[front] = fcol
             roof = wall == 4
             col[roof] = 0.35 + 0.15 * bank.multi(q[roof, 0], q[roof, 1])[:, None]

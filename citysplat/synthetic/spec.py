@@ -5,9 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
+from functools import cache
+from pathlib import Path
 
-#: Bumped whenever the generator's output changes for the same spec (invalidates caches).
-GENERATOR_VERSION = 1
+#: The output format's version; the cache key also hashes the generator's own source files, so
+#: any change to how a city is made gives new keys (a stale cached city can never be served).
+GENERATOR_VERSION = 2
+
+
+@cache
+def generator_fingerprint() -> str:
+    """A hash of every source file of ``citysplat.synthetic``."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 # A few blocks of San Francisco's Sunset District (around 39th Avenue and Quintara Street),
 # placed so that a corner of four z14 coverage tiles falls inside the city: ingest, coverage
@@ -50,7 +63,8 @@ class CitySpec:
 
     def key(self) -> str:
         """A short stable hash of the spec and generator version, used as the cache key."""
-        payload = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        payload = json.dumps({"v": GENERATOR_VERSION, "code": generator_fingerprint(),
+                              **asdict(self)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
