@@ -23,21 +23,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import multiprocessing as mp
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import citysplat  # noqa: F401 - first: loads zlib before anything else
-from citysplat.fixtures.server import MapillaryFixtureServer
+from citysplat.fixtures.remote import serve
 from citysplat.fixtures.small_world import build_dense_world
 from citysplat.fixtures.world import WorldImage
 from citysplat.mapillary import (
@@ -55,51 +51,6 @@ SEARCH_CAP = 2000
 # -- the fixture server in a child process (its threads would otherwise share our GIL) ---------
 
 
-@dataclass
-class RemoteServer:
-    url: str
-    token: str
-    conn: Connection
-
-    @property
-    def graph_url(self) -> str:
-        return self.url
-
-    @property
-    def tiles_url(self) -> str:
-        return f"{self.url}/maps/vtp"
-
-    def stats(self) -> dict[str, dict[int, int]]:
-        self.conn.send("stats")
-        return self.conn.recv()
-
-
-def _serve(images: list[Any], kwargs: dict[str, Any], conn: Connection) -> None:
-    from citysplat.fixtures.server import MapillaryFixtureServer as Server
-
-    with Server(images, **kwargs) as server:
-        conn.send((server.url, server.token))
-        while (command := conn.recv()) != "stop":
-            conn.send(server.stats.snapshot() if command == "stats" else None)
-
-
-@contextmanager
-def serve(images: list[Any], *, in_process: bool = False, **kwargs: Any) -> Iterator[Any]:
-    """A started fixture server: in a child process (default) or in this one."""
-    if in_process:
-        with MapillaryFixtureServer(images, **kwargs) as server:
-            yield server
-        return
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=_serve, args=(images, kwargs, child), daemon=True)
-    process.start()
-    url, token = parent.recv()
-    try:
-        yield RemoteServer(url, token, parent)
-    finally:
-        parent.send("stop")
-        process.join(10)
 
 
 # -- worlds and methods -----------------------------------------------------------------------------
@@ -148,12 +99,7 @@ class Outcome:
 
 
 def config_for(server: Any, concurrency: int) -> MapillaryConfig:
-    return MapillaryConfig.from_env(
-        token=server.token,
-        graph_url=server.graph_url,
-        tiles_url=server.tiles_url,
-        concurrency=concurrency,
-    )
+    return server.client_config(concurrency=concurrency)
 
 
 def truth_of(images: list[WorldImage]) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,7 @@ from citysplat.config import data_root
 from citysplat.coverage import coverage_report, plot_coverage, print_report
 from citysplat.fixtures.server import MapillaryFixtureServer
 from citysplat.ingest import IngestResult, ingest_area
-from citysplat.mapillary import Area, MapillaryConfig
+from citysplat.mapillary import Area
 from citysplat.progress import progress_callback
 from citysplat.synthetic.city import SyntheticCity
 from citysplat.synthetic.plots import plot_city_map
@@ -49,8 +49,7 @@ def run_demo(city: SyntheticCity, console: Console, root: Path | None = None) ->
     root.mkdir(parents=True, exist_ok=True)
     area = city_area(city)
     with MapillaryFixtureServer(city.world_images()) as server:
-        config = MapillaryConfig(token=server.token, graph_url=server.graph_url,
-                                 tiles_url=server.tiles_url)
+        config = server.client_config()
         console.print(f"Sample city served at {server.graph_url} "
                       f"({len(city.metadata)} images); ingesting it as from Mapillary")
         with progress_callback("Ingest: tiles, metadata, downloads") as cb:

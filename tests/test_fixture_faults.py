@@ -226,7 +226,7 @@ def test_retries_eventually_succeed(make_mapillary_server, small_world, http):
     server = make_mapillary_server(faults=spec, seed=4)
     attempts = []
     for url, params in graph_urls(server, small_world, 100):
-        for attempt in range(1, 10):
+        for attempt in range(1, 10):  # noqa: B007 - read after the loop
             if outcome(http, url, **params) == 200:
                 break
         attempts.append(attempt)

@@ -26,9 +26,7 @@ ALL_FAULTS = ("rate_limit=200/s,query_timeout=0.05,server_error=0.05,reset=0.03,
 
 
 def _config(server, **kw) -> MapillaryConfig:
-    return MapillaryConfig(token=server.token, graph_url=server.graph_url,
-                           tiles_url=server.tiles_url, backoff_initial_s=0.05,
-                           backoff_max_s=0.5, **kw)
+    return server.client_config(backoff_initial_s=0.05, backoff_max_s=0.5, **kw)
 
 
 def _truth_ok(city) -> set[str]:

@@ -30,15 +30,9 @@ SMALL_WORLD_BBOX = (-122.505, 37.748, -122.488, 37.762)
 
 
 def config_for(server: MapillaryFixtureServer, **overrides: Any) -> MapillaryConfig:
-    values: dict[str, Any] = {
-        "token": server.token,
-        "graph_url": server.graph_url,
-        "tiles_url": server.tiles_url,
-        "backoff_initial_s": 0.01,
-        "backoff_max_s": 0.05,
-        **overrides,
-    }
-    return MapillaryConfig.from_env(**values)
+    """A config pointing at the fixture server, with fast backoff for tests."""
+    return server.client_config(**{"backoff_initial_s": 0.01, "backoff_max_s": 0.05,
+                                   **overrides})
 
 
 def city_bbox(metadata: list[dict[str, Any]], margin: float = 1e-4) -> tuple[float, ...]:

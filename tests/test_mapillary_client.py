@@ -33,15 +33,8 @@ SECRET = "MLY|4242|s3cr3t-token-do-not-log"
 
 def config_for(server: MapillaryFixtureServer, **overrides: Any) -> MapillaryConfig:
     """A config pointing at the fixture server, with fast backoff for tests."""
-    values: dict[str, Any] = {
-        "token": server.token,
-        "graph_url": server.graph_url,
-        "tiles_url": server.tiles_url,
-        "backoff_initial_s": 0.01,
-        "backoff_max_s": 0.1,
-        **overrides,
-    }
-    return MapillaryConfig.from_env(**values)
+    return server.client_config(**{"backoff_initial_s": 0.01, "backoff_max_s": 0.1,
+                                   **overrides})
 
 
 def truth_entity(meta: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ small folders built from it with the problems users actually have."""
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,7 @@ def test_lund_camera_time_and_focal_prior(lund) -> None:
     assert first.heading_deg is not None and 0 <= first.heading_deg < 360
     times = [r.captured_at for r in lund]
     assert all(t is not None for t in times)
-    assert times[0] == datetime(2014, 6, 7, 10, 24, 5, 656000, tzinfo=timezone.utc)
+    assert times[0] == datetime(2014, 6, 7, 10, 24, 5, 656000, tzinfo=UTC)
     assert all(b > a for a, b in zip(times, times[1:])), "capture times must increase"
 
 
@@ -158,7 +158,7 @@ def test_exif_signs_offsets_and_sensor_width_focal(tmp_path: Path) -> None:
     assert record.lat == pytest.approx(-(33 + 52 / 60 + 12.34 / 3600))
     assert record.lon == pytest.approx(-(70 + 40 / 60 + 0.5 / 3600))
     assert record.alt == pytest.approx(-12.5)
-    assert record.captured_at == datetime(2021, 3, 4, 8, 6, 7, tzinfo=timezone.utc)
+    assert record.captured_at == datetime(2021, 3, 4, 8, 6, 7, tzinfo=UTC)
     assert record.captured_at.utcoffset().total_seconds() == -3 * 3600
     assert (record.make, record.model) == ("Canon", "EOS 5D")
     assert record.focal_35mm is None
