@@ -111,3 +111,83 @@ def test_demo_on_the_tiny_city_catalogues_and_downloads_every_image(tmp_path, ti
     assert len(list((demo / "images").glob("*/*.jpg"))) == n - truncated
     assert (demo / "reports" / "coverage.png").stat().st_size > 10_000
     assert (demo / "reports" / "sample_city_map.png").stat().st_size > 10_000
+
+
+def _ingest_env(tmp_path, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAPILLARY_ACCESS_TOKEN", "CITYSPLAT_GRAPH_URL", "CITYSPLAT_TILES_URL")}
+    return {**env, "CITYSPLAT_HOME": str(tmp_path / "home"), "COLUMNS": "200", **extra}
+
+
+def _one_line_failure(result, needle: str, home: Path) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert needle in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not home.exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("area", "needle"),
+    [
+        (["--bbox=200,0,201,1"], "longitude"),
+        (["--bbox=-122.49,37.76,-122.50,37.77"], "inverted"),
+        (["--bbox=-122.5,37.76,-122.5,37.77"], "empty"),
+        (["--bbox=1,2,3"], "four numbers"),
+        (["--bbox=a,b,c,d"], "four numbers"),
+        ([], "--bbox W,S,E,N or as --geojson"),
+    ],
+)
+def test_ingest_rejects_a_bad_bbox(area, needle, tmp_path):
+    env = _ingest_env(tmp_path, MAPILLARY_ACCESS_TOKEN="MLY|x|y")
+    result = subprocess.run([CLI, "ingest", *area], capture_output=True, text=True, env=env,
+                            timeout=120)
+    _one_line_failure(result, needle, tmp_path / "home")
+
+
+def test_ingest_rejects_bad_geojson(tmp_path):
+    env = _ingest_env(tmp_path, MAPILLARY_ACCESS_TOKEN="MLY|x|y")
+    not_json = tmp_path / "broken.geojson"
+    not_json.write_text("{ this is not json")
+    points = tmp_path / "points.geojson"
+    points.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                      '"properties": {}, "geometry": {"type": "Point", "coordinates": [0, 0]}}]}')
+    for path, needle in ((not_json, "--geojson"), (points, "olygon"),
+                         (tmp_path / "missing.geojson", "no such file")):
+        result = subprocess.run([CLI, "ingest", "--geojson", str(path)], capture_output=True,
+                                text=True, env=env, timeout=120)
+        _one_line_failure(result, needle, tmp_path / "home")
+
+
+def test_ingest_without_a_token_says_how_to_set_one(tmp_path):
+    result = subprocess.run([CLI, "ingest", "--bbox=-122.5,37.75,-122.49,37.76"],
+                            capture_output=True, text=True, env=_ingest_env(tmp_path),
+                            timeout=120)
+    _one_line_failure(result, "MAPILLARY_ACCESS_TOKEN", tmp_path / "home")
+
+
+def test_ingest_with_a_wrong_token_or_unreachable_api_writes_nothing(tmp_path,
+                                                                    make_mapillary_server,
+                                                                    tiny_city):
+    server = make_mapillary_server(tiny_city.world_images())
+    wrong = _ingest_env(tmp_path, MAPILLARY_ACCESS_TOKEN="MLY|wrong|token",
+                        CITYSPLAT_GRAPH_URL=server.graph_url, CITYSPLAT_TILES_URL=server.tiles_url)
+    bbox = "--bbox=-122.4995,37.752,-122.496,37.755"
+    result = subprocess.run([CLI, "ingest", bbox], capture_output=True, text=True, env=wrong,
+                            timeout=120)
+    _one_line_failure(result, "401", tmp_path / "home")
+    assert "MLY|wrong|token" not in result.stderr
+
+    port = _free_port()  # nothing listens there
+    gone = _ingest_env(tmp_path, MAPILLARY_ACCESS_TOKEN="MLY|x|y",
+                       CITYSPLAT_GRAPH_URL=f"http://127.0.0.1:{port}",
+                       CITYSPLAT_TILES_URL=f"http://127.0.0.1:{port}/maps/vtp")
+    result = subprocess.run([CLI, "ingest", bbox], capture_output=True, text=True, env=gone,
+                            timeout=180)
+    _one_line_failure(result, "cannot reach the Mapillary API", tmp_path / "home")
+
+
+def test_coverage_without_a_catalog_says_to_ingest_first(tmp_path):
+    result = subprocess.run([CLI, "coverage"], capture_output=True, text=True,
+                            env=_ingest_env(tmp_path), timeout=120)
+    _one_line_failure(result, "run `citysplat ingest` first", tmp_path / "home")
