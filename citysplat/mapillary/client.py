@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import email.utils
 import functools
+import json
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -55,6 +57,52 @@ RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
 TRANSIENT_CODES = frozenset({-2, 1, 2})
 """Query Timeout, unknown error, service temporarily unavailable."""
 _TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """A thumbnail response read by aiohttp, with the attributes the error mapping reads."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    reason_phrase: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _ThumbSession:
+    """Thumbnail (CDN) downloads over aiohttp: about a fifth of httpx's CPU per request, which
+    is what bounds concurrent downloading on a small machine (measured: 0.3 vs 1.5 ms)."""
+
+    def __init__(self, connections: int, config: MapillaryConfig) -> None:
+        self._connections = connections
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s,
+                                              connect=config.connect_timeout_s)
+        self._headers = {"User-Agent": config.user_agent}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def get(self, url: str) -> _Fetched:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                timeout=self._timeout, headers=self._headers)
+        async with self._session.get(url, allow_redirects=True) as response:
+            body = await response.read()
+            return _Fetched(response.status, response.headers, body, response.reason or "")
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+_AIOHTTP_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 @dataclass
@@ -186,7 +234,7 @@ class MapillaryClient:
             "verify": httpx.create_ssl_context(),  # one context for all pools (creating is slow)
         }
         self._graph = _Pools(cfg.concurrency, follow_redirects=False, **common)
-        self._thumbs = _Pools(self._thumb_connections, follow_redirects=True, **common)
+        self._thumbs = _ThumbSession(self._thumb_connections, cfg)
         self._limiters = {
             "entity": _limiter(cfg.entity_rate),
             "search": _limiter(cfg.search_rate),
@@ -330,7 +378,7 @@ class MapillaryClient:
     ) -> httpx.Response:
         if api == "thumbs":
             assert self._thumbs is not None
-            return await self._send(self._thumbs, api, url, params, {})
+            return await self._send_thumb(url)
         assert self._graph is not None and self._slots is not None
         async with self._slots:
             await self._wait_cooldown(api)
@@ -364,7 +412,24 @@ class MapillaryClient:
             self._pause(api, min(error.retry_after, self.config.max_retry_after_s))
         raise error
 
-    def _error(self, api: ApiClass, response: httpx.Response, where: str) -> MapillaryError:
+    async def _send_thumb(self, url: str) -> _Fetched:
+        self.stats.requests["thumbs"] += 1
+        where = _path(url)
+        try:
+            response = await self._thumbs.get(url)
+        except _AIOHTTP_ERRORS as exc:  # resets, bodies cut short, timeouts
+            self.stats.errors[f"thumbs:{type(exc).__name__}"] += 1
+            raise NetworkError(self._redact(f"{type(exc).__name__}: {exc}"), where=where) from None
+        if response.status_code < 300:
+            return response
+        self.stats.errors[f"thumbs:{response.status_code}"] += 1
+        error = self._error("thumbs", response, where)
+        if isinstance(error, RateLimitError) and error.retry_after:
+            self._pause("thumbs", min(error.retry_after, self.config.max_retry_after_s))
+        raise error
+
+    def _error(self, api: ApiClass, response: httpx.Response | _Fetched, where: str
+               ) -> MapillaryError:
         """The typed error for a non-2xx response."""
         status = response.status_code
         message, code, subcode, transient, trace = _graph_error(response)
@@ -445,7 +510,7 @@ def _path(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-def _graph_error(response: httpx.Response) -> tuple[str, int | None, int | None, bool, str | None]:
+def _graph_error(response: httpx.Response | _Fetched) -> tuple[str, int | None, int | None, bool, str | None]:
     """``(message, code, subcode, is_transient, fbtrace_id)`` of a Graph API error response."""
     reason = response.reason_phrase or "error"
     try:
