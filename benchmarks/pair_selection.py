@@ -1,0 +1,125 @@
+"""Candidate pairs for matching: ``citysplat.pairs.select_pairs`` against exhaustive matching
+(every pair), measured in the same run.
+
+    .venv/bin/python benchmarks/pair_selection.py --size default --repeats 5
+
+* ``quality``: on a generated city (``--size``, rendered once and cached), the pairs chosen
+  for all its images against the ground truth: recall of the pairs sharing at least
+  ``--min-cells`` surface cells (and of all listed pairs, 25 cells up), precision, and the
+  fraction of all ``n (n - 1) / 2`` pairs. The naive baseline, exhaustive matching, has
+  recall 1 and fraction 1: ``ratio`` = exhaustive pairs / selected pairs, the factor by which
+  feature matching gets cheaper.
+* ``scale``: ``select_pairs`` on synthetic districts of ``--scale-sizes`` images (numpy
+  sequences on a street grid, as in ``districts_hdbscan.py``): seconds, pairs per image,
+  and the ratio to the exhaustive pair count (which is never enumerated: 10^5 images have
+  5 * 10^9 pairs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import citysplat  # noqa: F401  (zlib before anything that might pull pycolmap)
+from citysplat.catalog import Catalog
+from citysplat.frames import LocalFrame
+from citysplat.geofence import best_lonlat
+from citysplat.pairs import PairConfig, pair_quality, select_pairs
+
+
+def _synthetic_city():
+    """``synthetic_city`` of the districts benchmark beside this file."""
+    path = Path(__file__).with_name("districts_hdbscan.py")
+    spec = importlib.util.spec_from_file_location("_districts_hdbscan", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.synthetic_city
+
+
+def quality(size: str, repeats: int, min_cells: int, config: PairConfig) -> dict:
+    from citysplat.synthetic.city import generate_city
+    from citysplat.synthetic.spec import preset
+
+    city = generate_city(preset(size))
+    with tempfile.TemporaryDirectory() as tmp:
+        with Catalog(Path(tmp) / "catalog.duckdb") as cat:
+            cat.upsert_images(city.metadata)
+            images = cat.images()
+    ids = images["id"].tolist()
+    total = len(ids) * (len(ids) - 1) // 2
+    truth = [(a, b) for a, b, n in city.covisible if n >= min_cells]
+    secs = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        pairs = select_pairs(images, city.frame, config)
+        secs.append(time.perf_counter() - t0)
+        recall, precision, fraction = pair_quality(pairs, truth, ids)
+        weak, _, _ = pair_quality(pairs, city.covisible, ids)
+        print(f"quality repeat={r} city={size} images={len(ids)} pairs={len(pairs)} "
+              f"exhaustive={total} true_pairs={len(truth)} recall={recall:.4f} "
+              f"recall_25cells={weak:.4f} precision={precision:.4f} fraction={fraction:.4f} "
+              f"seconds={secs[-1]:.3f}", flush=True)
+    naive_precision = len(truth) / total if total else 0.0
+    print(f"naive city={size} pairs={total} recall=1.0000 precision={naive_precision:.4f} "
+          f"fraction=1.0000", flush=True)
+    return {"images": len(ids), "pairs": len(pairs), "exhaustive": total, "recall": recall,
+            "recall_25": weak, "precision": precision, "fraction": fraction,
+            "seconds": statistics.median(secs), "naive_precision": naive_precision}
+
+
+def scale(sizes: list[int], repeats: int, config: PairConfig) -> dict[int, dict]:
+    synthetic_city = _synthetic_city()
+    out = {}
+    for n in sizes:
+        # one dense neighbourhood: a district of n images, not n images spread over a city
+        km = max(0.5, 3.0 * (n / 100_000) ** 0.5)
+        images = synthetic_city(n, seed=n, city_km=km, hotspots=max(1, n // 20_000))
+        lon, lat = best_lonlat(images)
+        frame = LocalFrame(float(np.nanmedian(lon)), float(np.nanmedian(lat)), 0.0)
+        secs = []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            pairs = select_pairs(images, frame, config)
+            secs.append(time.perf_counter() - t0)
+            exhaustive = n * (n - 1) // 2
+            print(f"scale repeat={r} images={n} pairs={len(pairs)} "
+                  f"pairs_per_image={len(pairs) / n:.1f} exhaustive={exhaustive} "
+                  f"fraction={len(pairs) / exhaustive:.2e} seconds={secs[-1]:.2f}", flush=True)
+        out[n] = {"pairs": len(pairs), "seconds": statistics.median(secs),
+                  "ratio": exhaustive / max(len(pairs), 1)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="default", help="generated city: tiny, default, large")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--min-cells", type=int, default=60,
+                    help="shared surface cells for a pair to count as truly co-visible")
+    ap.add_argument("--scale-sizes", default="2500,20000,100000")
+    ap.add_argument("--radius", type=float, default=PairConfig.radius_m)
+    ap.add_argument("--k", type=int, default=PairConfig.k_nearest)
+    args = ap.parse_args()
+    config = PairConfig(radius_m=args.radius, k_nearest=args.k)
+
+    q = quality(args.size, args.repeats, args.min_cells, config)
+    s = scale([int(v) for v in args.scale_sizes.split(",") if v.strip()], args.repeats, config)
+    scale_text = " ".join(f"scale_{n}_s={v['seconds']:.2f} scale_{n}_ratio={v['ratio']:.0f}"
+                          for n, v in s.items())
+    print(f"summary city={args.size} images={q['images']} recall={q['recall']:.4f} "
+          f"recall_25cells={q['recall_25']:.4f} precision={q['precision']:.4f} "
+          f"fraction={q['fraction']:.4f} ratio={q['exhaustive'] / max(q['pairs'], 1):.1f} "
+          f"naive_precision={q['naive_precision']:.4f} seconds={q['seconds']:.3f} "
+          f"{scale_text}")
+
+
+if __name__ == "__main__":
+    main()
