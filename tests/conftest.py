@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from citysplat.catalog import Catalog
 from citysplat.synthetic.city import SyntheticCity, generate_city
 from citysplat.synthetic.spec import preset
 
@@ -24,6 +26,24 @@ def sample_city() -> SyntheticCity:
 def tiny_city() -> SyntheticCity:
     """One block of the generated city: quick to render, for tests that need few images."""
     return generate_city(preset("tiny"))
+
+
+def _catalog_images(city: SyntheticCity, folder: Path) -> pd.DataFrame:
+    with Catalog(folder / "catalog.duckdb") as catalog:
+        catalog.upsert_images(city.metadata)
+        return catalog.images()
+
+
+@pytest.fixture(scope="session")
+def sample_images(sample_city, tmp_path_factory) -> pd.DataFrame:
+    """The sample city's images as the catalog holds them (``Catalog.images()``)."""
+    return _catalog_images(sample_city, tmp_path_factory.mktemp("sample-catalog"))
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tiny_city, tmp_path_factory) -> pd.DataFrame:
+    """The tiny city's images as the catalog holds them."""
+    return _catalog_images(tiny_city, tmp_path_factory.mktemp("tiny-catalog"))
 
 
 @pytest.fixture(scope="session")

@@ -27,18 +27,6 @@ from citysplat.geofence import (
 )
 
 
-def catalog_frame(city, root) -> pd.DataFrame:
-    """The city's metadata as the catalog holds it (``Catalog.images()``)."""
-    with Catalog(root / "catalog.duckdb") as cat:
-        cat.upsert_images(city.metadata)
-        return cat.images()
-
-
-@pytest.fixture(scope="module")
-def sample_images(sample_city, tmp_path_factory) -> pd.DataFrame:
-    return catalog_frame(sample_city, tmp_path_factory.mktemp("geofence-catalog"))
-
-
 def _halves(images: pd.DataFrame):
     """West and east halves of the images' extent, split at the median longitude."""
     lon, lat = best_lonlat(images)
@@ -255,8 +243,8 @@ def test_write_district_refuses_unsafe_names(sample_images, tmp_path):
         write_district(d, tmp_path)
 
 
-def test_a_small_city_is_one_district(tiny_city, tmp_path):
-    images = catalog_frame(tiny_city, tmp_path)
+def test_a_small_city_is_one_district(tiny_images):
+    images = tiny_images
     districts = districts_auto(images)  # 72 images: under min_cluster_size, still a district
     assert len(districts) == 1 and districts[0].image_ids == sorted(images["id"])
     assert districts_auto(images.iloc[:3]) == []  # a handful is no district

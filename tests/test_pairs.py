@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from citysplat.catalog import Catalog
 from citysplat.frames import LocalFrame
 from citysplat.geofence import best_lonlat
 from citysplat.pairs import (
@@ -28,17 +27,6 @@ from citysplat.pairs import (
 )
 
 TRUE_MIN_CELLS = 60
-
-
-def catalog_frame(city, root) -> pd.DataFrame:
-    with Catalog(root / "catalog.duckdb") as cat:
-        cat.upsert_images(city.metadata)
-        return cat.images()
-
-
-@pytest.fixture(scope="module")
-def sample_images(sample_city, tmp_path_factory) -> pd.DataFrame:
-    return catalog_frame(sample_city, tmp_path_factory.mktemp("pairs-catalog"))
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +194,8 @@ def test_pair_quality():
     assert math.isclose(pair_quality(chosen, [], ids)[1], 0.0)
 
 
-def test_pairs_recall_on_the_tiny_city(tiny_city, tmp_path):
-    images = catalog_frame(tiny_city, tmp_path)
+def test_pairs_recall_on_the_tiny_city(tiny_city, tiny_images):
+    images = tiny_images
     pairs = select_pairs(images, tiny_city.frame)
     truth = [(a, b) for a, b, n in tiny_city.covisible if n >= TRUE_MIN_CELLS]
     recall, precision, fraction = pair_quality(pairs, truth, images["id"])
