@@ -1,0 +1,116 @@
+"""Bring your own photos: ``citysplat.sfm.reconstruct_folder`` on good and bad folders.
+
+Bad input fails early with a one-line ``ValueError`` naming the fix; photos without GPS still
+reconstruct, in COLMAP's frame, and say that they cannot be georeferenced; EXIF orientation is
+applied (COLMAP reads raw pixels); unreadable files are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import ExifTags, Image
+
+import citysplat  # noqa: F401  (loads zlib before pycolmap)
+from citysplat.photos import PhotoFolderError
+from citysplat.sfm import NotEnoughImagesError, SfmInputError, reconstruct_folder
+
+pycolmap = pytest.importorskip("pycolmap")
+
+
+def _one_line(exc: Exception) -> str:
+    message = str(exc)
+    assert "\n" not in message, message
+    return message
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a photo")
+    with pytest.raises(PhotoFolderError) as caught:
+        reconstruct_folder(folder, tmp_path / "out")
+    assert isinstance(caught.value, ValueError)
+    assert "no photos in" in _one_line(caught.value) and ".jpg" in str(caught.value)
+    with pytest.raises(PhotoFolderError, match="does not exist"):
+        reconstruct_folder(tmp_path / "missing", tmp_path / "out")
+
+
+def test_two_photos_are_not_enough(shared_data, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("01.jpg", "02.jpg"):
+        shutil.copyfile(shared_data / "lund" / "images" / name, folder / name)
+    with pytest.raises(NotEnoughImagesError) as caught:
+        reconstruct_folder(folder, tmp_path / "out")
+    assert isinstance(caught.value, SfmInputError) and isinstance(caught.value, ValueError)
+    message = _one_line(caught.value)
+    assert "at least 3" in message and "add more photos" in message
+    assert not (tmp_path / "out" / "sparse").exists()
+
+
+def test_three_photos_of_which_two_are_broken(shared_data, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copyfile(shared_data / "lund" / "images" / "01.jpg", folder / "01.jpg")
+    data = (shared_data / "lund" / "images" / "02.jpg").read_bytes()
+    (folder / "02.jpg").write_bytes(data[: len(data) // 3])  # truncated download
+    Image.new("RGB", (1024, 768), (128, 128, 128)).save(folder / "03.jpg")  # featureless
+    with pytest.raises(NotEnoughImagesError) as caught:
+        reconstruct_folder(folder, tmp_path / "out")
+    message = _one_line(caught.value)
+    assert "usable" in message and "02.jpg" in message
+
+
+def test_a_work_folder_with_other_files_is_refused(shared_data, tmp_path):
+    """The work folder's images/ and database are rewritten: never someone's photo folder."""
+    photos = tmp_path / "lund"
+    shutil.copytree(shared_data / "lund" / "images", photos / "images")
+    with pytest.raises(SfmInputError, match="work folder") as caught:
+        reconstruct_folder(photos / "images", tmp_path / "out", work_dir=photos)
+    _one_line(caught.value)
+    assert len(list((photos / "images").iterdir())) == 29
+
+
+@pytest.mark.slow
+def test_photos_without_gps_reconstruct_but_are_not_georeferenced(shared_data, tmp_path):
+    """Six lund photos with the GPS taken out of their EXIF, one of them stored sideways with
+    an EXIF orientation tag, one with a space in its name, plus a broken file."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k, name in enumerate(("10.jpg", "11.jpg", "12.jpg", "13.jpg", "14.jpg", "15.jpg")):
+        image = Image.open(shared_data / "lund" / "images" / name)
+        exif = image.getexif()
+        exif.get_ifd(ExifTags.IFD.Exif)  # loaded, so that it is written back (focal length)
+        del exif[ExifTags.IFD.GPSInfo]
+        target = folder / ("photo 11.jpg" if name == "11.jpg" else name)
+        if k == 3:  # stored rotated, displayed upright thanks to Orientation=6
+            exif[ExifTags.Base.Orientation] = 6
+            image = image.transpose(Image.Transpose.ROTATE_90)
+        image.save(target, quality=95, exif=exif)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "out"
+    result = reconstruct_folder(folder, out)
+    print(f"\nno-GPS folder: {result.registered_images}/{result.total_images} registered, "
+          f"{result.seconds:.1f} s; {result.messages}")
+    assert not result.georeferenced
+    assert any("cannot georeference" in m and "GPS" in m for m in result.messages)
+    assert result.registered_images >= 5
+    assert "photo_11.jpg" in result.registered  # renamed: COLMAP pair lists split on spaces
+    assert "broken.jpg" in result.unusable
+    assert (out / "work" / "upright" / "13.jpg").exists()  # the sideways photo, turned upright
+    assert "13.jpg" in result.registered
+    assert {c["source"] for c in result.metrics["cameras"].values()} == {"exif"}
+    assert len(result.metrics["cameras"]) == 1  # the upright copy shares the others' camera
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["georeferenced"] is False and metrics["gps_residual_median_m"] is None
+    assert not (out / "frame.json").exists()
+    model = pycolmap.Reconstruction(out / "sparse")
+    assert model.num_reg_images() == result.registered_images
+
+    # a second run reuses the features and matches kept in out/work
+    again = reconstruct_folder(folder, out)
+    assert again.timings["features"] < 0.5 and again.timings["matching"] < 0.5
+    assert again.registered == result.registered
