@@ -7,13 +7,16 @@ module): ``shared/data/lund`` (29 phone photos with GPS), ``shared/data/fountain
 walking sequence that crosses it), georegistered to the API's noisy positions and compared with
 the true poses in ENU, without any alignment to the truth.
 
-Figures measured on this machine (2 CPU cores; see the report of the "reconstruct districts"
-issue for the global / incremental comparison):
+Figures measured on this machine (2 CPU cores, default options; the issue note has the global
+/ incremental comparison):
 
-* lund: 29/29 registered, median GPS residual about 4 m, about 25 s;
-* fountain-P11: 11/11, rotation error 0.09 deg, centre error 0.02% of the scene extent, 9 s;
-* generated city, 89 images (61 car + 28 walk): 89/89, ENU centre error median 0.18 m,
-  rotation 0.16 deg against Mapillary-style computed positions (0.4 m noise), 60-70 s.
+* lund: 29/29 registered (GLOMAP: incremental registers none of it with these features), median
+  GPS residual 4.0 m, about 22 s;
+* fountain-P11: 11/11, rotation error 0.08 deg, centre error 2.4 mm of a 15.4 m extent, 5 s;
+* generated city, 89 images (61 car + 28 walk): 89/89, ENU centre error median 0.17 m,
+  rotation 0.15 deg against Mapillary-style computed positions (0.4 m of noise), about 45 s;
+  against raw GPS, 61/89 (the walk shares no matches with the car and its GPS cannot place it)
+  at 1.1 m and 0.18 deg: the GPS's own correlated error.
 """
 
 from __future__ import annotations
@@ -360,7 +363,7 @@ def test_city_district_with_raw_gps_is_as_good_as_the_gps(sample_city, city_dist
     along a sequence, 4 m in height). The centre error is then the GPS's own bias: a sequence's
     errors are an AR(1) series (rho 0.85), whose mean over 61 images still has about 1.2 m of
     noise per axis, so 0.3 m is out of reach for any georegistration; the measured figures are
-    about 1.0 m and 0.2 deg. The walk, which shares no matches with the car, cannot be placed
+    1.0-1.2 m and 0.2 deg. The walk, which shares no matches with the car, cannot be placed
     by its raw GPS alone (its slope would be uncertain by 3-6 degrees): it is left out with a
     message instead of being merged at a wrong tilt."""
     result, usable, summary = _reconstruct_district(sample_city, city_district,

@@ -146,7 +146,7 @@ def _refine(src, dst, sigma, right, scale, rotation, translation, roll_sigma):
 
     def unpack(p):
         R = Rotation.from_rotvec(p[:3]).as_matrix() @ rotation
-        return scale * np.exp(p[3]), R, p[4:7]
+        return scale * np.exp(p[3]), R, translation + p[4:7]
 
     def residuals(p):
         s, R, t = unpack(p)
@@ -155,7 +155,9 @@ def _refine(src, dst, sigma, right, scale, rotation, translation, roll_sigma):
             out.append((right @ R.T)[:, 2] / roll_sigma)
         return np.concatenate(out)
 
-    x0 = np.concatenate([np.zeros(4), translation])
+    # all-zero start: scipy's trust region starts at |x0| (1 when that is 0), so a start near
+    # but not at zero (a model already close to ENU) would never move
+    x0 = np.zeros(7)
     fit = least_squares(residuals, x0, loss="huber", f_scale=2.0, x_scale="jac")
     if not np.all(np.isfinite(fit.x)):
         return scale, rotation, translation, None

@@ -203,6 +203,7 @@ class SfmOptions:
     merge_models: bool = True  # georegister separate models and merge them into the largest
     component_min_inliers: int = 30  # match-graph edges that join images into one component
     initial_pair_candidates: int = 3  # incremental: initial pairs tried before COLMAP's own
+    use_prior_position: bool = True  # incremental: position priors in bundle adjustment
     min_merge_images: int = 5
     num_threads: int = -1
     screening: ScreeningOptions = field(default_factory=ScreeningOptions)
@@ -481,7 +482,12 @@ def _refine_intrinsics(reconstruction, free_ids: set[int], prior_focal: Mapping[
     if not drifted:
         return refined, []
     keep = {camera_id for camera_id, _, _ in drifted}
-    messages = [f"camera {camera_id}: EXIF focal {prior_focal[camera_id]:.0f} px kept; "
+    def which(camera_id: int) -> str:
+        camera = reconstruction.cameras[camera_id]
+        count = sum(1 for im in reconstruction.images.values() if im.camera_id == camera_id)
+        return f"camera {camera_id} ({camera.width}x{camera.height}, {count} images)"
+
+    messages = [f"{which(camera_id)}: EXIF focal {prior_focal[camera_id]:.0f} px kept; "
                 f"refinement moved it to {focal:.0f} px ({change:+.0%}), more than "
                 f"{max_focal_change:.0%} (forward motion leaves the focal weakly determined)"
                 for camera_id, focal, change in drifted]
@@ -933,10 +939,17 @@ def reconstruct(inputs: Sequence[SfmInput], work_dir: str | Path, out_dir: str |
             names_k = [graph.names[i] for i in component]
             tried: dict[str, list] = {}
             order = ["incremental", "global"] if mapper == "auto" else [mapper]
+            with_priors = sum(1 for n in names_k if n in priors_all)
             for which in order:
                 run_options = _mapping_options(which, seed, options.num_threads, held_ids,
                                                all_held)
                 run_options.image_names = names_k
+                if which == "incremental" and options.use_prior_position and with_priors >= 3:
+                    # bundle adjustment with the position priors (robust loss: GPS outliers):
+                    # keeps a street from bending where the mapper registers a turn badly (the
+                    # city district in one image order: 0.34 m without, 0.17 m with)
+                    run_options.use_prior_position = True
+                    run_options.use_robust_loss_on_prior_position = True
                 out_k = models_dir / f"{k}-{which}"
                 out_k.mkdir()
                 if which == "global":
