@@ -286,16 +286,264 @@ def coverage(
         raise typer.Exit(1)
 
 
+HomeOption = typer.Option(None, "--home", envvar="CITYSPLAT_HOME",
+                          help="Data root (default ./citysplat-data).")
+MapperOption = typer.Option("auto", "--mapper",
+                            help="SfM mapper: auto (the better of both per component), "
+                            "incremental or global.")
+
+
+@app.command("districts")
+def districts(
+    geojson: Path | None = typer.Option(None, help="Named district polygons (GeoJSON)."),
+    auto: bool = typer.Option(False, "--auto", help="Generate districts from capture clusters."),
+    min_cluster_size: int = typer.Option(500, help="--auto: images a capture cluster needs."),
+    max_images: int = typer.Option(2500, help="--auto: most images per district; larger "
+                                   "clusters split into overlapping chunks."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Cut the catalogued city into districts: the unit of reconstruction and of parallelism."""
+    from rich.table import Table
+
+    from citysplat.districts import AutoDistrictOptions, DistrictsInputError, make_districts
+    from citysplat.layout import DataLayout
+
+    if (geojson is None) == (not auto):
+        fail("give --geojson FILE (named polygons) or --auto (capture clusters), one of them")
+    if geojson is not None and not geojson.is_file():
+        fail(f"--geojson {geojson}: no such file")
+    if min_cluster_size < 2 or max_images < 2:
+        fail("--min-cluster-size and --max-images must be at least 2")
+    layout = DataLayout.at(home)
+    try:
+        result = _api_call(make_districts, layout, geojson=geojson,
+                           auto=AutoDistrictOptions(min_cluster_size=min_cluster_size,
+                                                    max_images=max_images))
+    except DistrictsInputError as exc:
+        fail(str(exc))
+    table = Table(title=f"{len(result.districts)} districts ({result.method}, "
+                  f"{result.seconds:.1f} s)")
+    for column in ("district", "images", "borrowed", "part of"):
+        table.add_column(column, justify="left" if column == "district" else "right")
+    for d in result.districts:
+        table.add_row(d.name, str(len(d.image_ids)), str(len(d.borrowed_ids)), d.parent or "")
+    console.print(table)
+    if result.unassigned:
+        console.print(f"[yellow]{len(result.unassigned)} images are in no district[/] "
+                      "(no position, or an isolated handful)")
+    if not result.districts:
+        fail("no district holds any image: lower --min-cluster-size, or draw polygons "
+             "around the images (--geojson)", code=1)
+    console.print(f"District folders: {layout.districts_dir}")
+
+
+def _print_sfm(result, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    usable = result.total_images - len(result.unusable)
+    table.add_row("registered / usable images", f"{result.registered_images} / {usable}")
+    table.add_row("unusable images", str(len(result.unusable)))
+    table.add_row("3D points", str(result.metrics.get("points3D", 0)))
+    table.add_row("mean reprojection error", f"{result.mean_reprojection_error_px:.2f} px")
+    residual = result.gps_residual_median_m
+    table.add_row("GPS residual (median)", "-" if residual is None else f"{residual:.2f} m")
+    table.add_row("frame", "ENU metres" if result.georeferenced else "arbitrary (not "
+                  "georeferenced)")
+    table.add_row("time", f"{result.seconds:.1f} s")
+    console.print(table)
+    for name, why in list(result.unusable.items())[:5]:
+        console.print(f"[yellow]skipped[/] {name}: {why}")
+    for message in result.messages:
+        console.print(f"[yellow]note:[/] {message}")
+    console.print(f"Model: {result.sparse_dir}\nMetrics: {result.metrics_path}")
+
+
+def _sfm_call(fn, *args, **kwargs):
+    from citysplat.photos import PhotoFolderError
+    from citysplat.sfm import ReconstructionFailedError, SfmInputError
+
+    try:
+        return _api_call(fn, *args, **kwargs)
+    except (SfmInputError, PhotoFolderError) as exc:
+        fail(str(exc))
+    except ReconstructionFailedError as exc:
+        fail(f"reconstruction failed: {exc}", code=1)
+
+
+@app.command("reconstruct")
+def reconstruct(
+    district: str = typer.Argument(..., help="District name (see `citysplat districts`)."),
+    mapper: str = MapperOption,
+    home: Path | None = HomeOption,
+) -> None:
+    """Structure from motion of one district (its downloaded images), in its ENU frame."""
+    from citysplat.layout import DataLayout
+    from citysplat.sfm import MAPPERS
+    from citysplat.sfm.district import reconstruct_district
+
+    if mapper not in MAPPERS:
+        fail(f"--mapper {mapper!r}: choose one of {', '.join(MAPPERS)}")
+    layout = DataLayout.at(home)
+    try:
+        layout.district(district)
+    except ValueError as exc:
+        fail(str(exc))
+    with console.status(f"Reconstructing {district} (features, matching, mapping)"):
+        outcome = _sfm_call(reconstruct_district, layout, district, mapper=mapper,
+                            log=lambda m: err.print(m, highlight=False))
+    _print_sfm(outcome.sfm, f"{district}: {outcome.pairs} pairs matched "
+               f"({outcome.figures()['pairs_fraction']:.1%} of all)")
+    console.print(f"Plot: {outcome.plot}")
+
+
+@app.command("reconstruct-folder")
+def reconstruct_folder(
+    folder: Path = typer.Argument(..., help="A folder of photos (EXIF GPS georeferences them)."),
+    out: Path = typer.Option(..., "--out", help="Where sparse/, metrics.json, frame.json go."),
+    mapper: str = MapperOption,
+    recursive: bool = typer.Option(False, "--recursive", help="Also read sub-folders."),
+) -> None:
+    """Bring your own photos: reconstruct a folder into the same layout and metrics."""
+    from citysplat.sfm import MAPPERS
+    from citysplat.sfm import reconstruct_folder as run
+
+    if mapper not in MAPPERS:
+        fail(f"--mapper {mapper!r}: choose one of {', '.join(MAPPERS)}")
+    if not folder.is_dir():
+        fail(f"{folder}: no such folder")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder")
+    with console.status(f"Reconstructing {folder.name} (features, matching, mapping)"):
+        result = _sfm_call(run, folder, out, recursive=recursive, mapper=mapper)
+    _print_sfm(result, f"{folder.name}")
+
+
+StepsOption = typer.Option(3000, "--steps", help="Training steps.")
+BackendOption = typer.Option("auto", "--backend", help="auto (gsplat on CUDA, else PyTorch), "
+                             "gsplat or torch.")
+MaxSideOption = typer.Option(320, "--max-side", help="Training resolution: longer image side.")
+
+
+def _train_config(steps: int, backend: str, max_side: int, seed: int,
+                  checkpoint_every: int = 250):
+    from citysplat.splat.config import TrainConfig
+
+    if steps < 1:
+        fail("--steps must be at least 1")
+    if backend not in ("auto", "gsplat", "torch"):
+        fail(f"--backend {backend!r}: choose auto, gsplat or torch")
+    if max_side < 16:
+        fail("--max-side must be at least 16 pixels")
+    if checkpoint_every < 1:
+        fail("--checkpoint-every must be at least 1")
+    return TrainConfig(steps=steps, backend=backend, max_side=max_side, seed=seed,
+                       checkpoint_every=checkpoint_every)
+
+
+def _train_call(fn, *args, **kwargs):
+    from citysplat.splat.backend import BackendUnavailableError
+    from citysplat.splat.data import SceneDataError
+
+    try:
+        return _api_call(fn, *args, **kwargs)
+    except (SceneDataError, BackendUnavailableError) as exc:
+        fail(str(exc))
+    except ValueError as exc:  # e.g. a checkpoint written with other settings
+        fail(str(exc))
+
+
+def _print_train(result) -> None:
+    from rich.table import Table
+
+    m = result.metrics
+    table = Table(title=f"Splat ({m['backend']} on {m['device']}, {m['steps']} steps, "
+                  f"{m['seconds']:.0f} s)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    where = "held-out" if m["held_out"] else "training (too few images to hold any out)"
+    table.add_row(f"PSNR, {where} views", f"{m['psnr']:.2f} dB")
+    table.add_row("PSNR, static pixels", f"{m['psnr_static']:.2f} dB")
+    table.add_row("SSIM", f"{m['ssim']:.3f}")
+    table.add_row("Gaussians", f"{m['num_gaussians']:,}")
+    table.add_row("iterations / s", f"{m['iterations_per_second']:.2f}")
+    if result.resumed_from:
+        table.add_row("resumed from step", str(result.resumed_from))
+    console.print(table)
+    console.print(f"PLY: {result.ply_path}\nMetrics: {result.metrics_path}")
+
+
+@app.command("train-model")
+def train_model(
+    sparse_dir: Path = typer.Argument(..., help="A COLMAP model folder (cameras/images/points)."),
+    images_dir: Path = typer.Argument(..., help="The folder of the model's images."),
+    out: Path = typer.Option(..., "--out", help="Where point_cloud.ply, metrics.json go."),
+    steps: int = StepsOption,
+    backend: str = BackendOption,
+    max_side: int = MaxSideOption,
+    masks: Path | None = typer.Option(None, help="Masks folder: <stem>.png, non-zero = moving."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same run)."),
+    checkpoint_every: int = typer.Option(250, help="Steps between checkpoints."),
+) -> None:
+    """Train Gaussian splats from any COLMAP model; re-running resumes from the checkpoint."""
+    from citysplat.splat.district import train_model as run
+
+    config = _train_config(steps, backend, max_side, seed, checkpoint_every)
+    if not images_dir.is_dir():
+        fail(f"{images_dir}: no such folder of images")
+    if masks is not None and not masks.is_dir():
+        fail(f"--masks {masks}: no such folder")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder")
+    with progress_callback(f"Training {steps} steps") as cb:
+        result = _train_call(run, sparse_dir, images_dir, out, config, masks=masks,
+                             progress=lambda step, total, _: cb(step, total))
+    _print_train(result)
+
+
+@app.command("train")
+def train(
+    district: str = typer.Argument(..., help="District name (see `citysplat districts`)."),
+    steps: int = StepsOption,
+    backend: str = BackendOption,
+    max_side: int = MaxSideOption,
+    seed: int = typer.Option(0, help="Random seed (same seed, same run)."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Train the splat of one district from its sparse model (districts/<name>/splat/)."""
+    from citysplat.layout import DataLayout
+    from citysplat.splat.district import train_district
+
+    config = _train_config(steps, backend, max_side, seed)
+    layout = DataLayout.at(home)
+    try:
+        layout.district(district)
+    except ValueError as exc:
+        fail(str(exc))
+    if not layout.district(district).exists():
+        fail(f"no district {district!r} under {layout.root}: run `citysplat districts` first")
+    with progress_callback(f"Training {district}, {steps} steps") as cb:
+        result = _train_call(train_district, layout, district, config,
+                             progress=lambda step, total, _: cb(step, total))
+    _print_train(result)
+
+
 @app.command("demo")
 def demo(
     size: str = SizeOption,
     seed: int = SeedOption,
+    train_steps: int = typer.Option(500, "--train-steps",
+                                    help="Splat training steps per district (0: none)."),
 ) -> None:
     """Run the whole pipeline on the offline sample city (no token, no network needed)."""
     from citysplat.demo import run_demo
 
+    if train_steps < 0:
+        fail("--train-steps must be 0 or more")
     city = _city(size, seed)
-    run_demo(city, console)
+    run_demo(city, console, train_steps=train_steps)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -25,7 +25,7 @@ aborts the process with ``free(): invalid pointer`` (pycolmap 4.2.1, Pillow 13).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ __all__ = [
     "GroundTruthCamera",
     "PoseErrors",
     "apply_similarity",
+    "city_true_poses",
     "nearest_rotation",
     "pose_errors",
     "read_strecha_camera",
@@ -299,3 +300,25 @@ def pose_errors(
         similarity=(s, R_align, t_align),
         missing=missing,
     )
+
+
+def city_true_poses(city: Any, frame: Any = None, ids: Iterable[str] | None = None
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"<id>.jpg": (R, t)}`` world-to-camera true poses of a generated city's images (of
+    ``ids``, default all) in ``frame`` (a :class:`~citysplat.frames.LocalFrame`, e.g. a
+    district's; default: the city's own ENU frame)."""
+    ids = list(city.cameras) if ids is None else list(ids)
+    out = {}
+    for image_id in ids:
+        cam = city.cameras[image_id]
+        c = np.asarray(cam["position_enu"], dtype=np.float64)
+        r_c2w = np.asarray(cam["rotation_c2w"], dtype=np.float64)
+        if frame is not None and frame != city.frame:
+            # the city frame's axes at this camera, expressed in the other frame
+            ends = city.frame.to_lonlat(np.vstack([c, c + np.eye(3)]))
+            moved = frame.to_enu(ends[:, 0], ends[:, 1], ends[:, 2])
+            axes = (moved[1:] - moved[0]).T  # columns: the city's e, n, u in ``frame``
+            c, r_c2w = moved[0], axes @ r_c2w
+        r_w2c = r_c2w.T
+        out[f"{image_id}.jpg"] = (r_w2c, -r_w2c @ c)
+    return out

@@ -97,22 +97,6 @@ def test_fixture_serve_answers_like_mapillary(tiny_city):
     assert DEFAULT_TOKEN not in out  # the token is not printed
 
 
-def test_demo_on_the_tiny_city_catalogues_and_downloads_every_image(tmp_path, tiny_city):
-    result = subprocess.run([CLI, "demo", "--size", "tiny"], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "CITYSPLAT_HOME": str(tmp_path),
-                                              "COLUMNS": "200"})
-    assert result.returncode == 0, result.stderr
-    n = len(tiny_city.metadata)
-    assert f"Catalog: {n} of the city's {n} images" in result.stdout
-    truncated = sum(c["quality"] == "truncated" for c in tiny_city.cameras.values())
-    assert f"{truncated} failed" in result.stdout  # the city's truncated JPEGs, and only them
-    demo = tmp_path / "demo"
-    assert (demo / "catalog.duckdb").is_file()
-    assert len(list((demo / "images").glob("*/*.jpg"))) == n - truncated
-    assert (demo / "reports" / "coverage.png").stat().st_size > 10_000
-    assert (demo / "reports" / "sample_city_map.png").stat().st_size > 10_000
-
-
 def _ingest_env(tmp_path, **extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MAPILLARY_ACCESS_TOKEN", "CITYSPLAT_GRAPH_URL", "CITYSPLAT_TILES_URL")}

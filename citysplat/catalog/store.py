@@ -670,6 +670,23 @@ class Catalog:
             finally:
                 con.unregister("_d_df")
 
+    def retain_districts(self, names: Iterable[str]) -> int:
+        """Delete every district not in ``names`` (a new district set replaces the old one).
+        Returns how many were deleted."""
+        self._writable()
+        keep = pd.DataFrame({"name": pd.Series(list(dict.fromkeys(names)), dtype=object)})
+        with self._transaction() as con:
+            con.register("_keep_df", keep)
+            try:
+                gone = con.execute("SELECT count(*) FROM districts WHERE name NOT IN "
+                                   "(SELECT name FROM _keep_df)").fetchone()[0]
+                for table in ("districts", "district_images"):
+                    con.execute(f"DELETE FROM {table} WHERE name NOT IN "
+                                "(SELECT name FROM _keep_df)")
+            finally:
+                con.unregister("_keep_df")
+        return int(gone)
+
     def district_image_ids(self, name: str) -> list[str]:
         """The image ids of district ``name``, sorted (empty if unknown)."""
         with self._lock:

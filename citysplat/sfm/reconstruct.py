@@ -670,6 +670,26 @@ def _incremental_with_initial_pair(database_path: Path, image_dir: Path, out_dir
     return found if total >= sum(m.num_reg_images() for m in best) else best
 
 
+def _drop_misregistered(model, priors: Mapping[str, Any], sigmas: Mapping[str, Any],
+                        max_error_m: float) -> dict[str, float]:
+    """Deregister the images of a georegistered ``model`` whose camera centre lies
+    horizontally more than ``max(max_error_m, 5 sigma)`` from its position prior: a pose that
+    far off is a wrong registration (a facade matched to its twin down the street), never GPS
+    noise. Returns ``{name: horizontal distance}`` of those dropped."""
+    dropped: dict[str, float] = {}
+    for image in list(model.images.values()):
+        prior = priors.get(image.name)
+        if not image.has_pose or prior is None:
+            continue
+        sigma = float((sigmas.get(image.name) or (3.0, 5.0))[0])
+        distance = float(np.linalg.norm(np.asarray(image.projection_center())[:2]
+                                        - np.asarray(prior, dtype=np.float64)[:2]))
+        if distance > max(max_error_m, 5.0 * sigma):
+            model.deregister_frame(image.frame_id)
+            dropped[image.name] = distance
+    return dropped
+
+
 def _merge_into(main, other) -> int:
     """Add the registered images (with their poses, keypoints and 3D points) of ``other`` to
     ``main``; both come from one database, so image and camera ids agree. Returns the number
@@ -961,7 +981,9 @@ def reconstruct(inputs: Sequence[SfmInput], work_dir: str | Path, out_dir: str |
                     tried[which] = _incremental_with_initial_pair(
                         database_path, image_dir, out_k, run_options,
                         graph.initial_pairs(component, options.initial_pair_candidates))
-                registered_k = sum(m.num_reg_images() for m in tried[which])
+                # images, not models: a failing incremental run can return the same few
+                # images as dozens of tiny models
+                registered_k = len({i for m in tried[which] for i in m.reg_image_ids()})
                 if mapper == "auto" and registered_k >= len(component):
                     break  # incremental registered the whole component: no need for global
             best = max(tried, key=lambda w: max((score(m) for m in tried[w]), default=(0, 0)))
@@ -1045,6 +1067,15 @@ def reconstruct(inputs: Sequence[SfmInput], work_dir: str | Path, out_dir: str |
             messages.append(
                 f"{added} images of a separate model (no matches with the largest) placed by "
                 f"their GPS alone: {other_geo.message}")
+    if geo.georeferenced:
+        dropped = _drop_misregistered(model, priors, sigmas, options.georegister_max_error_m)
+        for name in dropped:
+            geo.residuals_m.pop(name, None)
+        if dropped:
+            messages.append(
+                f"{len(dropped)} image(s) registered far from their position prior (more than "
+                f"{options.georegister_max_error_m:g} m or 5 sigma) dropped as misregistered: "
+                + ", ".join(f"{n} ({d:.0f} m)" for n, d in list(dropped.items())[:5]))
     timings["georegistration"] = time.perf_counter() - t0
 
     registered = sorted(image.name for image in model.images.values() if image.has_pose)

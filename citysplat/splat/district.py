@@ -1,0 +1,61 @@
+"""Train the splat of one district of the data root, or of any COLMAP model.
+
+:func:`train_district` trains from ``districts/<name>/sparse`` and the district's downloaded
+images into ``districts/<name>/splat/`` (``point_cloud.ply``, ``metrics.json``, ``renders/``,
+``checkpoints/``, and the district's ``frame.json`` so the PLY can be placed on the map).
+Moving-object masks are read from ``districts/<name>/masks/`` (``<image id>.png``, non-zero =
+moving) when that folder exists, or from ``masks=``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from citysplat.catalog import Catalog
+from citysplat.districts import district_members
+from citysplat.layout import DataLayout
+from citysplat.pairs import image_name
+from citysplat.splat.config import TrainConfig
+from citysplat.splat.data import SceneDataError, load_scene
+from citysplat.splat.trainer import ProgressFn, SplatTrainer, TrainResult
+
+
+def train_model(sparse_dir: str | Path, images: str | Path | dict, out_dir: str | Path,
+                config: TrainConfig | None = None, *, masks: str | Path | None = None,
+                sequences: dict[str, str] | None = None, frame_json: Path | None = None,
+                progress: ProgressFn | None = None) -> TrainResult:
+    """Train a splat of the COLMAP model ``sparse_dir`` (images: a folder or name -> path)
+    into ``out_dir``; resumes a checkpoint left there by an interrupted run."""
+    config = config or TrainConfig()
+    scene = load_scene(sparse_dir, images, masks=masks if config.masks else None,
+                       max_side=config.max_side, test_every=config.test_every,
+                       sequences=sequences, max_points=config.max_init_points,
+                       seed=config.seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = SplatTrainer(scene, config, out_dir).train(progress)
+    frame_json = frame_json or Path(sparse_dir).parent / "frame.json"
+    if frame_json.is_file():
+        shutil.copyfile(frame_json, out_dir / "frame.json")
+    return result
+
+
+def train_district(layout: DataLayout, name: str, config: TrainConfig | None = None, *,
+                   masks: str | Path | None = None, out_dir: Path | None = None,
+                   progress: ProgressFn | None = None) -> TrainResult:
+    """Train district ``name``'s splat from its sparse model (``citysplat reconstruct``)."""
+    district = layout.district(name)
+    if not district.has_model():
+        raise SceneDataError(f"district {name} has no sparse model yet: run `citysplat "
+                             f"reconstruct {name}` (or materialize sparse_model) first")
+    with Catalog.open_read_only(layout.catalog_path) as catalog:
+        rows = district_members(layout, name, catalog)[["id", "sequence_id"]]
+        done = catalog.done(rows["id"].astype(str))
+    paths = {image_name(i): layout.root / record[0] for i, record in done.items()}
+    sequences = {image_name(str(i)): str(s) for i, s in zip(rows["id"], rows["sequence_id"])}
+    if masks is None and (district.dir / "masks").is_dir():
+        masks = district.dir / "masks"
+    return train_model(district.sparse_dir, paths, out_dir or district.splat_dir, config,
+                       masks=masks, sequences=sequences, frame_json=district.frame_json,
+                       progress=progress)
