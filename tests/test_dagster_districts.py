@@ -15,6 +15,7 @@ import shapely
 
 from assets.districts import district_images, districts, sparse_model
 from assets.resources import CitysplatStorage, MapillaryApi
+from assets.splats import splat
 from citysplat.catalog import Catalog
 from sensors.districts import changed_districts
 
@@ -91,6 +92,23 @@ def test_districts_asset_registers_partitions_and_sparse_model_passes_checks(
     assert checks == {"registration_rate": True, "gps_residual": True}
     assert (root / "districts" / "corner" / "sparse" / "images.bin").is_file()
     assert instance.get_latest_materialization_event(dg.AssetKey("sparse_model")) is not None
+
+    # the district's splat, on the CPU here (on a GPU executor in production)
+    trained = dg.materialize(
+        [splat], instance=instance, partition_key="corner", resources={"storage": storage},
+        run_config={"ops": {"splat": {"config": {"steps": 40, "max_side": 64,
+                                                 "min_psnr": 10.0}}}})
+    assert trained.success
+    meta = trained.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["backend"].value == "torch" and meta["steps"].value == 40
+    assert meta["psnr"].value > 10.0 and meta["num_gaussians"].value > 100
+    assert "data:image/png;base64," in meta["preview"].value
+    assert {e.check_name: e.passed for e in trained.get_asset_check_evaluations()} == {
+        "heldout_psnr": True}
+    assert (root / "districts" / "corner" / "splat" / "point_cloud.ply").is_file()
+    k8s = splat.op.tags["dagster-k8s/config"]  # Dagster keeps op tags as JSON text
+    k8s = json.loads(k8s) if isinstance(k8s, str) else k8s
+    assert k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
 def _tick(instance, root, cursor):

@@ -26,9 +26,9 @@ def _run(args, home, timeout=600):
 
 @pytest.fixture(scope="module")
 def demo(tiny_city, tmp_path_factory):
-    """(stdout, data root) of ``citysplat demo --size tiny --train-steps 80``."""
+    """(stdout, data root) of ``citysplat demo --size tiny --train-steps 40``."""
     home = tmp_path_factory.mktemp("demo-home")
-    result = _run(["demo", "--size", "tiny", "--train-steps", "80"], home)
+    result = _run(["demo", "--size", "tiny", "--train-steps", "40"], home)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout, home / "demo"
 
@@ -92,7 +92,7 @@ def test_demo_trains_a_splat_that_other_tools_can_load(demo):
     _, root = demo
     splat = root / "districts" / "d000" / "splat"
     metrics = json.loads((splat / "metrics.json").read_text())
-    assert metrics["steps"] == 80 and metrics["held_out"] and metrics["backend"] == "torch"
+    assert metrics["steps"] == 40 and metrics["held_out"] and metrics["backend"] == "torch"
     assert metrics["psnr"] > 12.0 and metrics["masked_pixels"] > 0  # the cars are masked
     vertex = PlyData.read(str(splat / "point_cloud.ply"))["vertex"]
     assert vertex.count == metrics["num_gaussians"]

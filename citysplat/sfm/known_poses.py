@@ -4,7 +4,6 @@ poses (e.g. fountain-P11), so splats can be trained on them without running SfM.
 
 from __future__ import annotations
 
-import itertools
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,13 +43,16 @@ def triangulate_known_poses(images: Mapping[str, Path], cameras: Mapping[str, Kn
     pycolmap.extract_features(database, image_dir, image_names=sorted(images),
                               camera_mode=pycolmap.CameraMode.PER_IMAGE,
                               extraction_options=extraction, device=pycolmap.Device.cpu)
-    pairs_path = work_dir / "pairs.txt"
-    pairs_path.write_text("".join(f"{a} {b}\n" for a, b in
-                                  itertools.combinations(sorted(images), 2)))
-    pycolmap.match_exhaustive(database, device=pycolmap.Device.cpu)
     reconstruction = pycolmap.Reconstruction()
     with pycolmap.Database.open(database) as db:
         db_images = db.read_all_images()
+        for image in db_images:  # the known intrinsics replace the extractor's guess
+            K = np.asarray(cameras[image.name].K, dtype=np.float64)
+            db.update_camera(pycolmap.Camera(
+                model="PINHOLE", width=int(cameras[image.name].width),
+                height=int(cameras[image.name].height),
+                params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]], camera_id=image.camera_id))
+    pycolmap.match_exhaustive(database, device=pycolmap.Device.cpu)
     for image in db_images:
         cam = cameras[image.name]
         K = np.asarray(cam.K, dtype=np.float64)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import plyfile
+
+from citysplat.io import atomic_open
 
 __all__ = [
     "SplatArrays",
@@ -225,17 +226,8 @@ def write_ply(
         [plyfile.PlyElement.describe(vertices, "vertex")], text=False, byte_order="<"
     )
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            ply.write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        ply.write(handle)
     return path
 
 

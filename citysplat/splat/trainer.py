@@ -18,8 +18,6 @@ uninterrupted one would (on the same machine and backend).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from citysplat.io import atomic_write_text
+from citysplat.io import atomic_open, atomic_write_text
 from citysplat.splat.backend import Backend, select_backend
 from citysplat.splat.config import TrainConfig
 from citysplat.splat.data import SceneData, View
@@ -420,14 +418,8 @@ class SplatTrainer:
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
         }
-        fd, tmp = tempfile.mkstemp(prefix=".latest.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(path) as handle:
+            torch.save(state, handle)
         return path
 
     def load_checkpoint(self) -> int:
