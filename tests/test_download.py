@@ -51,8 +51,7 @@ class MemoryLedger:
 
 def config_for(server: MapillaryFixtureServer, **overrides: Any) -> MapillaryConfig:
     """A config pointing at the fixture server, with fast backoff for tests."""
-    return server.client_config(**{"backoff_initial_s": 0.01, "backoff_max_s": 0.05,
-                                   **overrides})
+    return server.client_config(**{"backoff_initial_s": 0.01, "backoff_max_s": 0.05, **overrides})
 
 
 def download(
@@ -218,3 +217,40 @@ def test_the_synchronous_wrapper(mapillary_server, small_world, tmp_path):
     ids = [i.id for i in small_world[:3]]
     summary = download_images_sync(config_for(mapillary_server), ids, tmp_path, ledger, size=1024)
     assert summary.downloaded == 3 and all(image_path(tmp_path, i).is_file() for i in ids)
+
+
+@pytest.mark.parametrize("kind", ["RGB", "L", "CMYK", "progressive", "PNG"])
+def test_verify_decodes_every_kind_of_image_and_rejects_cut_ones(kind):
+    from citysplat.download import BadImageError, verify_image
+
+    gradient = Image.linear_gradient("L").resize((320, 240))
+    im = Image.merge(
+        "RGB", (gradient, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), gradient.rotate(90))
+    )
+    out = io.BytesIO()
+    if kind == "PNG":
+        im.save(out, "PNG")
+    elif kind == "progressive":
+        im.save(out, "JPEG", progressive=True, quality=90)
+    else:
+        im.convert(kind).save(out, "JPEG", quality=90)
+    data = out.getvalue()
+    verify_image(data)
+    for cut in (data[: len(data) // 2], data[: len(data) * 9 // 10]):
+        with pytest.raises(BadImageError):
+            verify_image(cut)
+
+
+def test_a_file_that_cannot_be_written_fails_alone(mapillary_server, small_world, tmp_path):
+    ids = [i.id for i in small_world]
+    blocked = ids[0]
+    # a plain file where the image's directory should be: its rename fails, the others land
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / blocked[:2]).write_bytes(b"not a directory")
+    others = [i for i in small_world if i.id[:2] != blocked[:2]]
+    ledger = MemoryLedger()
+    summary = download(mapillary_server, ids, tmp_path, ledger, size="original", concurrency=16)
+    assert summary.failed == len(small_world) - len(others) >= 1
+    assert "could not write" in (ledger.records[blocked].error or "")
+    assert summary.downloaded == len(others)
+    assert_store_matches(tmp_path, others, ledger)  # also: nothing left in .partial

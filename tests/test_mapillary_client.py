@@ -33,8 +33,7 @@ SECRET = "MLY|4242|s3cr3t-token-do-not-log"
 
 def config_for(server: MapillaryFixtureServer, **overrides: Any) -> MapillaryConfig:
     """A config pointing at the fixture server, with fast backoff for tests."""
-    return server.client_config(**{"backoff_initial_s": 0.01, "backoff_max_s": 0.1,
-                                   **overrides})
+    return server.client_config(**{"backoff_initial_s": 0.01, "backoff_max_s": 0.1, **overrides})
 
 
 def truth_entity(meta: dict[str, Any]) -> dict[str, Any]:
@@ -315,3 +314,17 @@ def test_the_token_never_appears_in_logs_errors_or_urls(make_mapillary_server, s
     everything = caplog.text + "\n".join(r.getMessage() for r in caplog.records) + "\n".join(texts)
     assert SECRET not in everything and SECRET[::-1] not in everything
     assert "s3cr3t" not in everything and "access_token" not in everything
+
+
+def test_one_attempt_allowed_means_no_retry(make_mapillary_server, small_world):
+    server = make_mapillary_server(faults=FaultSpec(server_error=1.0, max_streak=10))
+
+    async def main() -> None:
+        async with MapillaryClient(config_for(server, max_attempts=1)) as client:
+            with pytest.raises(TransientError) as info:
+                await client.entities([i.id for i in small_world[:3]], ["id"])
+            assert info.value.attempts == 1
+            assert client.stats.failures["entity"] == 1 and client.stats.retries["entity"] == 0
+
+    asyncio.run(main())
+    assert server.stats.count("ids") == 1
