@@ -30,13 +30,14 @@ import citysplat  # noqa: F401  (zlib before pycolmap)
 from citysplat.splat.config import TrainConfig
 from citysplat.splat.data import load_scene
 from citysplat.splat.trainer import SplatTrainer
+from citysplat.synthetic.spec import preset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def city_district(tmp: Path, district: str):
+def city_district(tmp: Path, district: str, **spec: int):
     """(sparse dir, {name: image path}, masks dir, {name: sequence}) of a district of the
-    default city, reconstructed here."""
+    default city (``spec``: field overrides, e.g. more moving cars), reconstructed here."""
     from citysplat.catalog import Catalog
     from citysplat.demo import DEMO_DISTRICTS
     from citysplat.districts import make_districts
@@ -44,9 +45,8 @@ def city_district(tmp: Path, district: str):
     from citysplat.layout import DataLayout
     from citysplat.sfm.district import reconstruct_district
     from citysplat.synthetic.city import generate_city
-    from citysplat.synthetic.spec import preset
 
-    city = generate_city(preset("default"))
+    city = generate_city(preset("default", **spec))
     layout = DataLayout(make_data_root(city, tmp / "root"))
     make_districts(layout, auto=DEMO_DISTRICTS)
     started = time.perf_counter()
@@ -114,27 +114,38 @@ def bench_city(args) -> None:
 
 
 def bench_masks(args) -> None:
+    traffic = {}
+    if args.traffic != 1:  # the default city's moving cars and pedestrians, times --traffic
+        default = preset("default")
+        traffic = {"moving_cars": round(default.moving_cars * args.traffic),
+                   "pedestrians": round(default.pedestrians * args.traffic)}  # fmt: skip
+    seeds = [int(x) for x in args.seeds.split(",")]
     with tempfile.TemporaryDirectory(prefix="citysplat-bench-") as tmp:
-        sparse, images, masks, sequences = city_district(Path(tmp), args.district)
-        results = {}
-        for label, use in (("masks", True), ("no_masks", False)):
-            scene = load_scene(sparse, images, masks=masks, max_side=args.max_side,
-                               sequences=sequences)
-            config = TrainConfig(steps=args.steps, max_side=args.max_side, seed=args.seed,
-                                 masks=use)
-            trainer, curve = train_for(scene, config, Path(tmp) / label, None,
-                                       args.eval_every)
-            results[label] = curve[-1]
-        print(f"SUMMARY district={args.district} steps={args.steps} "
-              f"masked_pixels={scene.masked_pixels:.4f} psnr_static masks="
-              f"{results['masks']['psnr_static']:.3f} no_masks="
-              f"{results['no_masks']['psnr_static']:.3f} (+"
-              f"{results['masks']['psnr_static'] - results['no_masks']['psnr_static']:.3f} dB) "
-              f"psnr_all masks={results['masks']['psnr']:.3f} "
-              f"no_masks={results['no_masks']['psnr']:.3f}")
+        sparse, images, masks, sequences = city_district(Path(tmp), args.district, **traffic)
+        # masks are loaded both times: the run without them still scores static pixels only
+        scene = load_scene(sparse, images, masks=masks, max_side=args.max_side,
+                           sequences=sequences)  # fmt: skip
+        gains = []
+        for seed in seeds:
+            static = {}
+            for label, use in (("masks", True), ("no_masks", False)):
+                config = TrainConfig(steps=args.steps, max_side=args.max_side, seed=seed,
+                                     masks=use)  # fmt: skip
+                _, curve = train_for(scene, config, Path(tmp) / f"{label}-{seed}", None,
+                                     args.eval_every)  # fmt: skip
+                static[label] = curve[-1]["psnr_static"]
+            gains.append(static["masks"] - static["no_masks"])
+            print(f"seed {seed}: static-pixel PSNR masks {static['masks']:.3f} no_masks "
+                  f"{static['no_masks']:.3f} ({gains[-1]:+.3f} dB)", flush=True)
+        print(f"SUMMARY district={args.district} traffic=x{args.traffic:g} steps={args.steps} "
+              f"res={args.max_side}px masked_pixels={scene.masked_pixels:.4f} seeds={seeds} "
+              f"mean_gain={sum(gains) / len(gains):+.3f} dB higher_with_masks="
+              f"{sum(g > 0 for g in gains)}/{len(gains)}")
 
 
-def bench_fountain(args) -> None:
+def fountain_model(tmp: Path) -> tuple[Path, dict[str, Path]]:
+    """(sparse dir, {name: image path}) of ``../shared/data/fountain-P11`` triangulated from
+    its ground-truth cameras (features and matching with the poses fixed)."""
     from citysplat.groundtruth import read_strecha_cameras
     from citysplat.sfm.known_poses import KnownCamera, triangulate_known_poses
 
@@ -144,13 +155,17 @@ def bench_fountain(args) -> None:
     truth = read_strecha_cameras(root)
     images = {p.name: p for p in sorted((root / "images").glob("*.jpg")) if p.name in truth}
     cameras = {n: KnownCamera(c.K, c.width, c.height, *c.world_to_camera())
-               for n, c in truth.items()}
+               for n, c in truth.items()}  # fmt: skip
+    started = time.perf_counter()
+    sparse = triangulate_known_poses(images, cameras, tmp / "work", tmp / "sparse")
+    print(f"triangulated from the true cameras in {time.perf_counter() - started:.0f} s",
+          flush=True)  # fmt: skip
+    return sparse, images
+
+
+def bench_fountain(args) -> None:
     with tempfile.TemporaryDirectory(prefix="citysplat-bench-") as tmp:
-        started = time.perf_counter()
-        sparse = triangulate_known_poses(images, cameras, Path(tmp) / "work",
-                                         Path(tmp) / "sparse")
-        print(f"triangulated from the true cameras in {time.perf_counter() - started:.0f} s",
-              flush=True)
+        sparse, images = fountain_model(Path(tmp))
         scene = load_scene(sparse, images, max_side=args.max_side, test_every=4)
         config = TrainConfig(steps=args.steps, max_side=args.max_side, seed=args.seed,
                              sky=False, appearance=False, test_every=4)
@@ -171,6 +186,9 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=320)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="masks: one pair of runs per seed")
+    parser.add_argument("--traffic", type=float, default=1.0,
+                        help="masks: moving cars and pedestrians, times the default city's")
     args = parser.parse_args()
     if args.what in ("masks", "fountain") and not args.steps:
         args.steps = 1500

@@ -68,23 +68,17 @@ def corner_model(tiny_city, data_root_of, tmp_path_factory):
     ingest leaves it, and 'corner', the first 14 images of a car sequence (outlined 0.5 m
     around their catalogued positions), reconstructed (about 15 s)."""
 
-    import numpy as np
     import shapely
 
     from citysplat.districts import make_districts
+    from citysplat.fixtures.outline import capture_outline
     from citysplat.layout import DataLayout
     from citysplat.sfm.district import reconstruct_district
 
     root = data_root_of(tiny_city, tmp_path_factory.mktemp("corner-root"))
     car = next(ids for ids in tiny_city.sequences().values()
                if tiny_city.cameras[ids[0]]["kind"] == "car")[:14]
-    meta = {m["id"]: m for m in tiny_city.metadata}
-    lonlat = np.array([(meta[i].get("computed_geometry") or meta[i]["geometry"])["coordinates"]
-                       for i in car])
-    enu = tiny_city.frame.to_enu(lonlat[:, 0], lonlat[:, 1])
-    outline = shapely.MultiPoint(enu[:, :2]).buffer(0.5)
-    outline = shapely.transform(outline, lambda c: tiny_city.frame.to_lonlat(
-        np.column_stack([c, np.zeros(len(c))]))[:, :2])
+    outline = capture_outline(tiny_city, car, 0.5, hull=False)
     layout = DataLayout(root)
     make_districts(layout, geojson={"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "corner"},

@@ -17,20 +17,8 @@ from assets.districts import district_images, districts, sparse_model
 from assets.resources import CitysplatStorage, MapillaryApi
 from assets.splats import splat
 from citysplat.catalog import Catalog
+from citysplat.fixtures.outline import capture_outline
 from sensors.districts import changed_districts
-
-
-def _outline(city, ids, buffer_m, hull=True):
-    """A lon/lat polygon ``buffer_m`` around the catalogued positions of ``ids`` (their
-    convex hull, or each position)."""
-    meta = {m["id"]: m for m in city.metadata}
-    lonlat = np.array([(meta[i].get("computed_geometry") or meta[i]["geometry"])["coordinates"]
-                       for i in ids])
-    enu = city.frame.to_enu(lonlat[:, 0], lonlat[:, 1])
-    points = shapely.MultiPoint(enu[:, :2])
-    hull = (points.convex_hull if hull else points).buffer(buffer_m)
-    return shapely.transform(hull, lambda c: city.frame.to_lonlat(
-        np.column_stack([c, np.zeros(len(c))]))[:, :2])
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +28,8 @@ def district_root(tiny_city, data_root_of, tmp_path_factory):
     root = data_root_of(tiny_city, tmp_path_factory.mktemp("district-root"))
     car = next(ids for ids in tiny_city.sequences().values()
                if tiny_city.cameras[ids[0]]["kind"] == "car")
-    corner = _outline(tiny_city, car[:14], 0.5, hull=False)
-    everything = _outline(tiny_city, list(tiny_city.cameras), 5.0)
+    corner = capture_outline(tiny_city, car[:14], 0.5, hull=False)
+    everything = capture_outline(tiny_city, list(tiny_city.cameras), 5.0)
     geojson = root / "districts.geojson"
     geojson.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "corner"},

@@ -134,3 +134,30 @@ def test_trainer_on_gsplat_cuda_matches_the_torch_backend(corner_model, tmp_path
                          out_dir=tmp_path / "cpu")
     assert cuda.metrics["backend"] == "gsplat"
     assert abs(cuda.metrics["psnr"] - cpu.metrics["psnr"]) < 1.0
+
+
+def test_pinhole_dataset_export_trains_on_the_same_views(corner_model, tiny_city, tmp_path):
+    """The undistorted COLMAP dataset (what gsplat's simple_trainer reads) holds the pixels,
+    cameras, masks and held-out split citysplat trains on."""
+    import pycolmap
+
+    from citysplat.splat.dataset_export import write_pinhole_dataset
+
+    layout, name = corner_model
+    sparse = layout.district(name).sparse_dir
+    images = {p.name: p for p in (layout.root / "images").glob("*/*.jpg")}
+    scene = load_scene(sparse, images, masks=_masks(tiny_city), max_side=96)
+    out = write_pinhole_dataset(sparse, scene, tmp_path / "dataset")
+    model = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    assert {c.model.name for c in model.cameras.values()} == {"PINHOLE"}
+    assert {(c.width, c.height) for c in model.cameras.values()} == \
+        {(v.width, v.height) for v in scene.views}
+    again = load_scene(out / "sparse" / "0", out / "images", masks=out / "masks", max_side=96)
+    assert [Path(v.name).stem for v in again.views] == [Path(v.name).stem for v in scene.views]
+    assert [v.index for v in again.test] == [v.index for v in scene.test]
+    assert [v.index for v in scene.test] == list(range(0, len(scene.views), 8))
+    for a, b in zip(scene.views, again.views):
+        assert torch.allclose(a.K, b.K) and torch.allclose(a.viewmat, b.viewmat, atol=1e-6)
+        assert (a.image - b.image).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit PNG
+        assert torch.equal(a.weight == 0, b.weight == 0)
+    assert scene.masked_pixels > 0 and again.masked_pixels == pytest.approx(scene.masked_pixels)

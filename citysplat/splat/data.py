@@ -7,8 +7,9 @@ therefore resampled into the pinhole camera with the same focal length and princ
 ``max_side`` pixels. Moving-object masks (``<image stem>.png``, non-zero = moving) follow the
 same mapping (nearest neighbour) and become per-pixel loss weights.
 
-Every ``test_every``-th image (in name order) is held out for evaluation, as the 3DGS papers
-do (gsplat's ``simple_trainer`` uses 8).
+Every ``test_every``-th image in name order, starting with the first, is held out for
+evaluation: the split of the 3DGS papers and of gsplat's ``simple_trainer`` (index % 8 == 0), so
+both trainers score the same views of a dataset.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def load_scene(
             )
         )
     test_every = max(0, int(test_every))
-    held = {v.index for v in views if test_every and v.index % test_every == test_every - 1}
+    held = {v.index for v in views if test_every and v.index % test_every == 0}
     test = [v for v in views if v.index in held]
     train = [v for v in views if v.index not in held] or views
     points = np.array([p.xyz for p in model.points3D.values()], dtype=np.float32)

@@ -37,7 +37,7 @@ from torchmetrics.functional.image import (
 
 from citysplat.io import atomic_write_bytes
 
-__all__ = ["EvalResult", "evaluate_images", "psnr", "side_by_side", "ssim"]
+__all__ = ["EvalResult", "evaluate_images", "psnr", "side_by_side", "ssim", "ssim_map"]
 
 SSIM_KERNEL_SIZE = 11
 SSIM_SIGMA = 1.5
@@ -96,24 +96,31 @@ def _psnr_per_image(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor
     return values.reshape(-1)
 
 
-def _ssim_per_image(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
-    """SSIM of each image of a ``[B, H, W, 3]`` batch (conventions in the module docstring)."""
+_SSIM_ARGS: dict[str, Any] = dict(
+    gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_KERNEL_SIZE, data_range=DATA_RANGE
+)
+
+
+def ssim_map(pred: Tensor, target: Tensor) -> Tensor:
+    """The SSIM of each pixel, averaged over channels, of ``[B, H, W, 3]`` batches: ``[B, H, W]``,
+    differentiable (the training loss uses it). Its mean is :func:`ssim`."""
     p = pred.permute(0, 3, 1, 2)
-    t = target.permute(0, 3, 1, 2)
-    kwargs: dict[str, Any] = dict(
-        gaussian_kernel=True,
-        sigma=SSIM_SIGMA,
-        kernel_size=SSIM_KERNEL_SIZE,
-        data_range=DATA_RANGE,
-        reduction="none",
+    _, full = structural_similarity_index_measure(
+        p, target.permute(0, 3, 1, 2), return_full_image=True, **_SSIM_ARGS
     )
-    if mask is None:
-        return structural_similarity_index_measure(p, t, **kwargs).reshape(-1)
-    _, full = structural_similarity_index_measure(p, t, return_full_image=True, **kwargs)
     if full.shape != p.shape:  # torchmetrics keeps the map aligned with the image; check it
         raise RuntimeError(f"SSIM map {list(full.shape)} does not match images {list(p.shape)}")
-    weight = mask[:, None].to(full.dtype).expand_as(full)
-    return (full * weight).sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3))
+    return full.mean(dim=1)
+
+
+def _ssim_per_image(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+    """SSIM of each image of a ``[B, H, W, 3]`` batch (conventions in the module docstring)."""
+    if mask is None:
+        return structural_similarity_index_measure(
+            pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), reduction="none", **_SSIM_ARGS
+        ).reshape(-1)
+    weight = mask.to(pred.dtype)
+    return (ssim_map(pred, target) * weight).sum(dim=(1, 2)) / weight.sum(dim=(1, 2))
 
 
 def psnr(pred: Any, target: Any, mask: Any = None) -> float:

@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from citysplat.io import atomic_open, atomic_write_text
 from citysplat.splat.backend import Backend, select_backend
 from citysplat.splat.config import TrainConfig
 from citysplat.splat.data import SceneData, View
+from citysplat.splat.evaluate import ssim_map
 from citysplat.splat.model import (
     Appearance,
     Sky,
@@ -60,28 +62,6 @@ class TrainResult:
         return float(self.metrics["psnr"])
 
 
-def _ssim_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """SSIM map [H, W] of two [H, W, 3] images (gaussian window 11, sigma 1.5), as torchmetrics
-    computes it: differentiable."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    _, full = structural_similarity_index_measure(
-        pred.permute(2, 0, 1)[None],
-        target.permute(2, 0, 1)[None],
-        data_range=1.0,
-        return_full_image=True,
-    )
-    ssim_map = full[0].mean(0)
-    # torchmetrics returns the map cropped by the window's half-width at each border
-    pad_h = (pred.shape[0] - ssim_map.shape[0]) // 2
-    pad_w = (pred.shape[1] - ssim_map.shape[1]) // 2
-    if pad_h or pad_w:
-        ssim_map = torch.nn.functional.pad(
-            ssim_map[None, None], (pad_w, pad_w, pad_h, pad_h), mode="replicate"
-        )[0, 0]
-    return ssim_map
-
-
 def weighted_loss(
     pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, ssim_lambda: float
 ) -> torch.Tensor:
@@ -91,7 +71,7 @@ def weighted_loss(
     l1 = ((pred - target).abs() * w).sum() / (total * 3)
     if ssim_lambda <= 0:
         return l1
-    ssim = (_ssim_map(pred, target) * weight).sum() / total
+    ssim = (ssim_map(pred[None], target[None])[0] * weight).sum() / total
     return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - ssim)
 
 
@@ -253,33 +233,39 @@ class SplatTrainer:
         remove(self.splats, self.optimizers, self.strategy_state, mask)
 
     def train_step(self) -> float:
-        """One step; returns the loss."""
+        """One step; returns the loss. Its stages are labelled for ``torch.profiler``."""
         cfg = self.config
         step = self.step
         view = self._next_view()
         lr = exponential_lr(step, cfg.steps, cfg.means_lr * self.scene.scene_scale)
         for group in self.optimizers["means"].param_groups:
             group["lr"] = lr
-        image, info = self.render(view, sh_degree_at(step, cfg.sh_degree_interval, cfg.sh_degree))
-        self.strategy.step_pre_backward(
-            self.splats, self.optimizers, self.strategy_state, step, info
-        )
-        weight = (
-            view.weight.to(self.device) if cfg.masks else (view.weight > -1).float().to(self.device)
-        )
-        loss = weighted_loss(image, view.image.to(self.device), weight, cfg.ssim_lambda)
-        loss.backward()
-        if cfg.strategy == "mcmc":
-            self.strategy.step_post_backward(
-                self.splats, self.optimizers, self.strategy_state, step, info, lr=lr
+        with record_function("citysplat.render"):
+            degree = sh_degree_at(step, cfg.sh_degree_interval, cfg.sh_degree)
+            image, info = self.render(view, degree)
+            self.strategy.step_pre_backward(
+                self.splats, self.optimizers, self.strategy_state, step, info
             )
-        else:
-            self.strategy.step_post_backward(
-                self.splats, self.optimizers, self.strategy_state, step, info, packed=False
-            )
-        for optimizer in [*self.optimizers.values(), self.extra_optimizer]:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        with record_function("citysplat.loss"):
+            weight = view.weight.to(self.device)
+            if not cfg.masks:
+                weight = torch.ones_like(weight)
+            loss = weighted_loss(image, view.image.to(self.device), weight, cfg.ssim_lambda)
+        with record_function("citysplat.backward"):
+            loss.backward()
+        with record_function("citysplat.densify"):
+            if cfg.strategy == "mcmc":
+                self.strategy.step_post_backward(
+                    self.splats, self.optimizers, self.strategy_state, step, info, lr=lr
+                )
+            else:
+                self.strategy.step_post_backward(
+                    self.splats, self.optimizers, self.strategy_state, step, info, packed=False
+                )
+        with record_function("citysplat.optimize"):
+            for optimizer in [*self.optimizers.values(), self.extra_optimizer]:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
         if step % cfg.refine_every == 0:
             self._cap()
         self.step += 1
