@@ -508,3 +508,15 @@ def test_covisible_pairs_follow_the_sequences_and_distance(tiny_city):
     assert len(far) > 50, "the city is large enough for the check to mean something"
     assert not [p for p in far if p in pairs]
     assert max(np.linalg.norm(pos[a] - pos[b]) for a, b in pairs) <= limit
+
+
+def test_a_truth_only_city_has_the_rendered_citys_metadata_and_covisibility(tiny_city, tmp_path):
+    """Generated without images (how the 2,000-image xl city is scored), a city has the same
+    entities, cameras and co-visible pairs as when rendered: the same rays decide them."""
+    truth = generate_city(tiny_city.spec, cache_dir=tmp_path, images=False)
+    assert truth.root.name == tiny_city.root.name + "-truth"
+    assert not (truth.root / "images").exists() and not (truth.root / "truth/masks").exists()
+    assert truth.metadata == tiny_city.metadata
+    assert truth.cameras == tiny_city.cameras
+    assert len(tiny_city.covisible) > 100
+    assert truth.covisible == tiny_city.covisible

@@ -10,6 +10,11 @@ renamed into place, so a crash leaves a complete city or none)::
     truth/masks/<id>.png  moving objects (255) in each image
     truth/covisible_pairs.json   image pairs that truly see common static surface
     truth/roads.geojson, buildings.geojson, walkable.geojson, frame.json
+
+A truth-only city (``generate_city(..., images=False)``, folder ``<key>-truth``) has all of this
+but ``images/`` and ``truth/masks/``: its co-visibility comes from the very rays a render casts
+for it (:func:`~citysplat.synthetic.render.surface_cells`), at a sixteenth of the rays and
+without shading, so pair selection can be scored on cities far too large to render here.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from citysplat.io import atomic_write_bytes, atomic_write_text
 from citysplat.synthetic import geo
 from citysplat.synthetic.captures import Capture, plan_captures, report
 from citysplat.synthetic.layout import Layout, make_layout
-from citysplat.synthetic.render import Rendering, render_capture
+from citysplat.synthetic.render import Rendering, render_capture, surface_cells
 from citysplat.synthetic.spec import CitySpec
 
 COVISIBLE_MIN_CELLS = 25  # shared 0.5 m surface cells for a pair to count as co-visible
@@ -75,9 +80,16 @@ def _render_one(capture: Capture) -> Rendering:
     return render_capture(_WORKER_SCENE, capture)
 
 
+def _cells_one(capture: Capture) -> Rendering:
+    return Rendering(b"", np.zeros((0, 0), bool), surface_cells(_WORKER_SCENE, capture))
+
+
 def render_all(spec: CitySpec, captures: list[Capture], workers: int | None = None,
-               progress: ProgressFn | None = None) -> Iterable[tuple[Capture, Rendering]]:
-    """Render captures in parallel processes, yielding in order."""
+               progress: ProgressFn | None = None, images: bool = True
+               ) -> Iterable[tuple[Capture, Rendering]]:
+    """Render captures in parallel processes, yielding in order (``images=False``: only the
+    surface cells each one sees)."""
+    work = _render_one if images else _cells_one
     from citysplat.synthetic.scene import FacadeAtlas
     from citysplat.synthetic.textures import NoiseBank
 
@@ -87,7 +99,7 @@ def render_all(spec: CitySpec, captures: list[Capture], workers: int | None = No
     if workers <= 1:
         _init_worker(spec, atlas)
         for k, c in enumerate(captures):
-            yield c, _render_one(c)
+            yield c, work(c)
             if progress:
                 progress(k + 1, len(captures))
         return
@@ -95,7 +107,7 @@ def render_all(spec: CitySpec, captures: list[Capture], workers: int | None = No
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(spec, atlas)) as pool:
-        for k, (c, r) in enumerate(zip(captures, pool.map(_render_one, captures, chunksize=4))):
+        for k, (c, r) in enumerate(zip(captures, pool.map(work, captures, chunksize=4))):
             yield c, r
             if progress:
                 progress(k + 1, len(captures))
@@ -242,16 +254,19 @@ class SyntheticCity:
 
 
 def _write_city(spec: CitySpec, root: Path, layout: Layout, captures: list[Capture],
-                progress: ProgressFn | None, workers: int | None) -> None:
+                progress: ProgressFn | None, workers: int | None, images: bool = True) -> None:
     frame = city_frame(spec)
     reported = report(captures, layout, frame)
-    (root / "images").mkdir(parents=True)
-    (root / "truth" / "masks").mkdir(parents=True)
+    (root / "truth").mkdir(parents=True)
+    if images:
+        (root / "images").mkdir()
+        (root / "truth" / "masks").mkdir()
     cells: dict[str, np.ndarray] = {}
-    for c, r in render_all(spec, captures, workers, progress):
-        (root / "images" / f"{c.image_id}.jpg").write_bytes(r.jpeg)
-        Image.fromarray(r.moving_mask.astype(np.uint8) * 255).save(
-            root / "truth" / "masks" / f"{c.image_id}.png", optimize=True)
+    for c, r in render_all(spec, captures, workers, progress, images):
+        if images:
+            (root / "images" / f"{c.image_id}.jpg").write_bytes(r.jpeg)
+            Image.fromarray(r.moving_mask.astype(np.uint8) * 255).save(
+                root / "truth" / "masks" / f"{c.image_id}.png", optimize=True)
         cells[c.image_id] = r.surface_cells
     entities = sorted((image_entity(c, reported[c.image_id], spec) for c in captures),
                       key=lambda e: e["id"])
@@ -267,19 +282,20 @@ def _write_city(spec: CitySpec, root: Path, layout: Layout, captures: list[Captu
 
 
 def generate_city(spec: CitySpec | None = None, cache_dir: Path | None = None,
-                  progress: ProgressFn | None = None, workers: int | None = None
-                  ) -> SyntheticCity:
-    """The city for ``spec``, rendered on first use and read from the cache afterwards."""
+                  progress: ProgressFn | None = None, workers: int | None = None,
+                  images: bool = True) -> SyntheticCity:
+    """The city for ``spec``, rendered on first use and read from the cache afterwards
+    (``images=False``: metadata and ground truth only, see the module docstring)."""
     spec = spec or CitySpec()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    final = cache_dir / "cities" / spec.key()
+    final = cache_dir / "cities" / (spec.key() + ("" if images else "-truth"))
     if (final / "spec.json").exists():
         return SyntheticCity(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key()}.", dir=final.parent))
     try:
         layout = make_layout(spec)
-        _write_city(spec, tmp, layout, plan_captures(layout), progress, workers)
+        _write_city(spec, tmp, layout, plan_captures(layout), progress, workers, images)
         try:
             os.replace(tmp, final)
         except OSError:

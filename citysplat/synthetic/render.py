@@ -32,14 +32,46 @@ def _camera_rays(camera: CameraModel, supersample: int) -> np.ndarray:
     return camera.rays(supersample)
 
 
+def _cell_rays(height: int, width: int, supersample: int) -> np.ndarray:
+    """Which rays (flat, over the supersampled grid) decide the surface an image sees: every
+    4th pixel in each direction."""
+    sub = np.zeros((height * supersample, width * supersample), bool)
+    sub[:: 4 * supersample, :: 4 * supersample] = True
+    return sub.reshape(-1)
+
+
+def _seen_cells(origins: np.ndarray, dirs: np.ndarray, hit: dict) -> np.ndarray:
+    """The 0.5 m voxels of static surface the rays hit within ``COVIS_RANGE``."""
+    t = hit["t"]
+    seen = (hit["gid"] >= 0) & (hit["gid"] != 5) & (t < COVIS_RANGE)
+    pts = origins[seen] + dirs[seen] * t[seen, None]
+    return np.unique(np.floor(pts / COVIS_VOXEL).astype(np.int64), axis=0)
+
+
+def _capture_rays(capture: Capture, supersample: int) -> tuple[np.ndarray, np.ndarray]:
+    """World-frame origins and directions of a capture's rays (row-major, supersampled)."""
+    rays_cam = _camera_rays(capture.camera, supersample)
+    dirs = (rays_cam.reshape(-1, 3) @ capture.rotation.T).astype(np.float32)
+    return np.broadcast_to(capture.position.astype(np.float32), dirs.shape), dirs
+
+
+def surface_cells(scene: CityScene, capture: Capture, supersample: int = SUPERSAMPLE
+                  ) -> np.ndarray:
+    """The surface cells :func:`render_capture` reports for ``capture``, from the same rays
+    alone (a sixteenth of a render's rays, no shading): ground truth without the image."""
+    origins, dirs = _capture_rays(capture, supersample)
+    pick = _cell_rays(capture.camera.height, capture.camera.width, supersample)
+    origins, dirs = origins[pick], dirs[pick]
+    movers = scene.movers_at(capture.scene_seconds, capture.position)  # they hide surface
+    return _seen_cells(origins, dirs, scene.cast(origins, dirs, movers))
+
+
 def render_capture(scene: CityScene, capture: Capture, supersample: int = SUPERSAMPLE,
                    quality: int = 92) -> Rendering:
     """Ray-cast, shade, expose and encode one capture; degrade it if it is a bad image."""
     cam = capture.camera
     s = supersample
-    rays_cam = _camera_rays(cam, s)
-    dirs = (rays_cam.reshape(-1, 3) @ capture.rotation.T).astype(np.float32)
-    origins = np.broadcast_to(capture.position.astype(np.float32), dirs.shape)
+    origins, dirs = _capture_rays(capture, s)
     movers = scene.movers_at(capture.scene_seconds, capture.position)
     hit = scene.cast(origins, dirs, movers)
     pixel_angle = (2 * np.pi / cam.width if cam.camera_type == "spherical"
@@ -71,11 +103,6 @@ def render_capture(scene: CityScene, capture: Capture, supersample: int = SUPERS
         jpeg = jpeg[: int(len(jpeg) * 0.55)]
 
     # static surface seen, for the ground-truth co-visibility of image pairs
-    t = hit["t"]
-    seen = (hit["gid"] >= 0) & (hit["gid"] != 5) & (t < COVIS_RANGE)
-    sub = np.zeros((h * s, w * s), bool)
-    sub[:: 4 * s, :: 4 * s] = True
-    pick = seen & sub.reshape(-1)
-    pts = origins[pick] + dirs[pick] * t[pick, None]
-    cells = np.unique(np.floor(pts / COVIS_VOXEL).astype(np.int64), axis=0)
+    pick = _cell_rays(h, w, s)
+    cells = _seen_cells(origins[pick], dirs[pick], {k: hit[k][pick] for k in ("t", "gid")})
     return Rendering(jpeg, moving, cells)

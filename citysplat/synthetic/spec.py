@@ -82,11 +82,15 @@ PRESETS: dict[str, CitySpec] = {
     # A larger neighbourhood for benchmarks.
     "large": CitySpec(blocks_x=4, blocks_y=3, car_sequences=8, walk_sequences=5, pano_sequences=2,
                       moving_cars=24, pedestrians=30),
+    # Four times the large one, to score pair selection on a district of 2,000+ images
+    # (generate it with images=False: rendering it takes hours on two cores).
+    "xl": CitySpec(blocks_x=8, blocks_y=6, car_sequences=32, walk_sequences=20, pano_sequences=8,
+                   moving_cars=96, pedestrians=120),
 }
 
 
 def preset(name: str, **overrides) -> CitySpec:
-    """A named size (``tiny``, ``default``, ``large``) with optional field overrides."""
+    """A named size (``tiny``, ``default``, ``large``, ``xl``) with optional field overrides."""
     try:
         base = PRESETS[name]
     except KeyError:
