@@ -67,6 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="default")
     parser.add_argument("--district", default="d000-a")
+    parser.add_argument("--selected-only", action="store_true",
+                        help="only the selected pairs (registration and accuracy, no baseline)")
     args = parser.parse_args()
     city = generate_city(preset(args.size))
     with tempfile.TemporaryDirectory(prefix="citysplat-bench-") as tmp:
@@ -76,6 +78,13 @@ def main() -> None:
         if args.district not in names:
             raise SystemExit(f"no district {args.district}; this city has {', '.join(names)}")
         selected = run(layout, city, args.district, False, Path(tmp))
+        if args.selected_only:
+            print(f"SUMMARY district={args.district} selected pairs={selected['pairs']} "
+                  f"registered {selected['registered']}/{selected['usable']} centre median "
+                  f"{selected['centre_median_m']} m (max {selected['centre_max_m']}) rotation "
+                  f"median {selected['rotation_median_deg']} deg "
+                  f"(max {selected['rotation_max_deg']})")  # fmt: skip
+            return
         exhaustive = run(layout, city, args.district, True, Path(tmp))
     print(f"SUMMARY district={args.district} images={selected['usable']} "
           f"pairs selected={selected['pairs']} exhaustive={exhaustive['pairs']} "
