@@ -23,7 +23,6 @@ out of the comparison.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import os
 import shutil
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import citysplat  # noqa: F401 - first: loads zlib before anything else
+from citysplat import event_loop
 from citysplat.download import DownloadRecord, download_images
 from citysplat.fixtures.remote import serve
 from citysplat.fixtures.small_world import build_dense_world
@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         ratios, naive_ratios, fast_rates, slow_rates, fast_cpu = [], [], [], [], []
         with serve(world, in_process=args.in_process, latency_ms=args.latency_ms) as server:
             for r in range(args.repeats):
-                fast = asyncio.run(run_downloader(server, ids, work / f"c{r}", args.concurrency))
-                slow = asyncio.run(run_downloader(server, slow_ids, work / f"s{r}", 1))
+                fast = event_loop.run(run_downloader(server, ids, work / f"c{r}", args.concurrency))
+                slow = event_loop.run(run_downloader(server, slow_ids, work / f"s{r}", 1))
                 ratio = fast.rate / slow.rate
                 ratios.append(ratio)
                 fast_rates.append(fast.rate)
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if args.naive:
                     (work / f"n{r}").mkdir()
-                    naive = asyncio.run(run_naive(server, slow_ids, work / f"n{r}"))
+                    naive = event_loop.run(run_naive(server, slow_ids, work / f"n{r}"))
                     naive_ratios.append(fast.rate / naive.rate)
                     line += f"  naive {naive.rate:5.1f} img/s (ratio {naive_ratios[-1]:5.1f}x)"
                 print(line, flush=True)

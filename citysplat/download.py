@@ -47,6 +47,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from citysplat import event_loop
 from citysplat.mapillary._aio import bounded_as_completed
 from citysplat.mapillary.client import MAX_IDS_PER_REQUEST, MapillaryClient
 from citysplat.mapillary.config import MapillaryConfig
@@ -606,4 +607,4 @@ def download_images_sync(
         async with MapillaryClient(config) as client:
             return await download_images(client, ids, store_root, ledger, **kwargs)  # type: ignore[arg-type]
 
-    return asyncio.run(main())
+    return event_loop.run(main())

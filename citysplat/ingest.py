@@ -10,12 +10,12 @@ images not yet verified on disk.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from citysplat import event_loop
 from citysplat.catalog import Catalog, UpsertStats
 from citysplat.download import DownloadSummary, download_images
 from citysplat.mapillary import Area, MapillaryClient, MapillaryConfig, scan_tiles
@@ -134,13 +134,13 @@ async def preflight_async(area: Area, config: MapillaryConfig,
 
 def preflight(area: Area, config: MapillaryConfig, tileset: str = DEFAULT_TILESET) -> None:
     """Synchronous :func:`preflight_async`."""
-    asyncio.run(preflight_async(area, config, tileset))
+    event_loop.run(preflight_async(area, config, tileset))
 
 
 def ingest_area(area: Area, config: MapillaryConfig, catalog_path: Path, **kwargs
                 ) -> IngestResult:
     """Synchronous :func:`ingest_area_async` (for the CLI and Dagster)."""
-    return asyncio.run(ingest_area_async(area, config, catalog_path, **kwargs))
+    return event_loop.run(ingest_area_async(area, config, catalog_path, **kwargs))
 
 
 def _catalog_fields() -> tuple[str, ...]:

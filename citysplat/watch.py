@@ -7,10 +7,10 @@ keep their previous hash, so an outage never looks like a change.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 
+from citysplat import event_loop
 from citysplat.mapillary import Area, MapillaryClient, MapillaryConfig, scan_tiles
 
 DEFAULT_TILESET = "mly1_public"
@@ -54,4 +54,4 @@ def check_for_new_imagery(area: Area, config: MapillaryConfig, cursor: str | Non
                           tileset: str = DEFAULT_TILESET) -> CoverageChange:
     """Synchronous :func:`fingerprint_async` from a cursor string (``None`` on first run)."""
     previous = json.loads(cursor) if cursor else {}
-    return asyncio.run(fingerprint_async(area, config, previous, tileset))
+    return event_loop.run(fingerprint_async(area, config, previous, tileset))
