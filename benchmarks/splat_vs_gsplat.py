@@ -145,7 +145,7 @@ def _in_children(data: Path, out: Path, runs: dict[str, tuple[int, int, dict]]) 
 
 
 # ---------------------------------------------------------------------- simple_trainer
-class _Stand_in(types.ModuleType):
+class _StandIn(types.ModuleType):
     """A module whose every attribute is an empty class (satisfies imports of viewer code)."""
 
     def __getattr__(self, name: str):
@@ -185,7 +185,7 @@ def simple_trainer(args: argparse.Namespace) -> None:
         try:
             __import__(name)
         except ImportError:
-            sys.modules[name] = _Stand_in(name)
+            sys.modules[name] = _StandIn(name)
     _offline_lpips()
     script = examples / "simple_trainer.py"
     sys.argv = [str(script), *args.rest]
