@@ -141,16 +141,19 @@ def test_stale_partials_are_removed_and_files_are_checked(mapillary_server, smal
 
 
 @pytest.mark.parametrize(
-    "faults",
+    ("faults", "frontend"),
     [
-        "truncate=0.4",
-        "reset=0.3",
-        "server_error=0.4",
-        "truncate=0.2,reset=0.1,server_error=0.1,query_timeout=0.3",
+        ("truncate=0.4", "threads"),
+        ("reset=0.3", "threads"),
+        ("server_error=0.4", "threads"),
+        ("truncate=0.2,reset=0.1,server_error=0.1,query_timeout=0.3", "threads"),
+        ("truncate=0.2,reset=0.1,server_error=0.1,query_timeout=0.3", "asyncio"),
     ],
 )
-def test_thumbnail_faults_are_survived(make_mapillary_server, small_world, tmp_path, faults):
-    server = make_mapillary_server(faults=FaultSpec.parse(faults))
+def test_thumbnail_faults_are_survived(
+    make_mapillary_server, small_world, tmp_path, faults, frontend
+):
+    server = make_mapillary_server(faults=FaultSpec.parse(faults), frontend=frontend)
     ledger = MemoryLedger()
     summary = download(
         server, [i.id for i in small_world], tmp_path, ledger, size="original", concurrency=8

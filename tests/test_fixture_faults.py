@@ -14,6 +14,8 @@ import pytest
 from citysplat.fixtures.faults import FaultInjector, FaultSpec, decide
 
 BBOX = "-122.505,37.748,-122.488,37.762"
+both_frontends = pytest.mark.parametrize("frontend", ["threads", "asyncio"])
+"""Faults that the HTTP front end carries out itself (cut bodies, resets, latency, headers)."""
 
 
 @pytest.fixture
@@ -146,8 +148,9 @@ def test_server_errors_are_500_502_503(make_mapillary_server, small_world, http)
     assert 30 <= results[500] + results[502] + results[503] <= 90
 
 
-def test_resets_cut_the_connection_mid_body(make_mapillary_server, small_world, http):
-    server = make_mapillary_server(faults=FaultSpec.parse("reset=0.2"))
+@both_frontends
+def test_resets_cut_the_connection_mid_body(make_mapillary_server, small_world, http, frontend):
+    server = make_mapillary_server(faults=FaultSpec.parse("reset=0.2"), frontend=frontend)
     results = Counter(
         outcome(http, url, **params) for url, params in graph_urls(server, small_world)
     )
@@ -156,8 +159,9 @@ def test_resets_cut_the_connection_mid_body(make_mapillary_server, small_world, 
     assert server.stats.faults["reset"] == results["ReadError"]
 
 
-def test_truncated_thumbnails(make_mapillary_server, http):
-    server = make_mapillary_server(faults=FaultSpec.parse("truncate=0.3"))
+@both_frontends
+def test_truncated_thumbnails(make_mapillary_server, http, frontend):
+    server = make_mapillary_server(faults=FaultSpec.parse("truncate=0.3"), frontend=frontend)
     r = http.get(
         f"{server.url}/images",
         params={
@@ -181,8 +185,9 @@ def test_truncated_thumbnails(make_mapillary_server, http):
     assert results["truncated"] >= 10 and results["ok"] >= 40
 
 
-def test_rate_limit_answers_429_with_retry_after(make_mapillary_server, small_world, http):
-    server = make_mapillary_server(faults=FaultSpec.parse("rate_limit=20/s"))
+@both_frontends
+def test_rate_limit_answers_429_with_retry_after(make_mapillary_server, small_world, http, frontend):
+    server = make_mapillary_server(faults=FaultSpec.parse("rate_limit=20/s"), frontend=frontend)
     statuses = []
     for url, params in graph_urls(server, small_world, 60):
         r = http.get(url, params=params)
@@ -201,8 +206,9 @@ def test_rate_limit_answers_429_with_retry_after(make_mapillary_server, small_wo
     assert http.get(tile, params={"access_token": server.token}).status_code == 200
 
 
-def test_latency_is_added(make_mapillary_server, small_world, http):
-    server = make_mapillary_server(faults=FaultSpec.parse("latency_ms=40"), latency_ms=10)
+@both_frontends
+def test_latency_is_added(make_mapillary_server, small_world, http, frontend):
+    server = make_mapillary_server(faults=FaultSpec.parse("latency_ms=40"), latency_ms=10, frontend=frontend)
     start = time.perf_counter()
     for url, params in graph_urls(server, small_world, 5):
         assert http.get(url, params=params).status_code == 200
@@ -221,9 +227,10 @@ def test_empty_data_incidents(make_mapillary_server, http):
     assert sizes["empty"] >= 8 and sizes["full"] >= 8
 
 
-def test_retries_eventually_succeed(make_mapillary_server, small_world, http):
+@both_frontends
+def test_retries_eventually_succeed(make_mapillary_server, small_world, http, frontend):
     spec = FaultSpec.parse("query_timeout=0.2,server_error=0.2,reset=0.2")
-    server = make_mapillary_server(faults=spec, seed=4)
+    server = make_mapillary_server(faults=spec, seed=4, frontend=frontend)
     attempts = []
     for url, params in graph_urls(server, small_world, 100):
         for attempt in range(1, 10):  # noqa: B007 - read after the loop

@@ -370,6 +370,35 @@ def test_same_world_and_seed_give_byte_identical_json(make_mapillary_server, sma
         assert get(http, a, path, **params).content == ra.content
 
 
+def test_both_front_ends_answer_the_same(make_mapillary_server, small_world, http):
+    threaded = make_mapillary_server(seed=5)
+    evented = make_mapillary_server(seed=5, frontend="asyncio")
+    requests = [
+        ("/images", {"bbox": ALL_BBOX, "fields": "id,geometry,captured_at,sequence"}),
+        ("/", {"ids": ",".join(i.id for i in small_world[:9]), "fields": "sequence,geometry"}),
+        (f"/{small_world[3].id}", {"fields": "camera_type,make,model"}),
+        ("/images", {"bbox": "1,2,3"}),
+        ("/maps/vtp/mly1_computed_public/2/14/2617/6333", {}),
+        ("/nowhere/at/all", {}),
+    ]
+    for path, params in requests:
+        a, b = get(http, threaded, path, **params), get(http, evented, path, **params)
+        assert (a.status_code, a.headers["content-type"]) == (
+            b.status_code,
+            b.headers["content-type"],
+        ), path
+        assert a.content == b.content, path
+    for server in (threaded, evented):  # signed URLs differ (own key, own port); bytes do not
+        assert http.get(server.url + "/images", params={"bbox": ALL_BBOX}).status_code == 401
+        url = get(http, server, f"/{small_world[0].id}", fields="thumb_1024_url").json()
+        server.thumb = http.get(url["thumb_1024_url"])
+    assert threaded.thumb.status_code == evented.thumb.status_code == 200
+    assert threaded.thumb.content == evented.thumb.content
+    assert evented.stats.snapshot() == threaded.stats.snapshot()
+    with pytest.raises(ValueError, match="frontend must be one of threads, asyncio"):
+        MapillaryFixtureServer(small_world, frontend="twisted")
+
+
 def test_stats_count_requests_by_kind_and_status(mapillary_server, small_world, http):
     get(http, mapillary_server, "/images", bbox=ALL_BBOX)
     get(http, mapillary_server, "/images", bbox="x")
@@ -388,8 +417,9 @@ def test_stats_count_requests_by_kind_and_status(mapillary_server, small_world, 
     assert stats.total == 0
 
 
-def test_server_lifecycle(small_world: list[WorldImage], http):
-    server = MapillaryFixtureServer(small_world)
+@pytest.mark.parametrize("frontend", ["threads", "asyncio"])
+def test_server_lifecycle(small_world: list[WorldImage], http, frontend):
+    server = MapillaryFixtureServer(small_world, frontend=frontend)
     with pytest.raises(RuntimeError):
         _ = server.url
     with server:
@@ -417,3 +447,21 @@ def test_serve_forever_until_stopped(small_world, http):
     server.stop()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_a_server_in_a_child_process(small_world, http):
+    """The benchmarks' server: another process (its own GIL), aiohttp's front end by default."""
+    from citysplat.fixtures.remote import serve
+
+    with serve(small_world, latency_ms=5) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        before = server.cpu_seconds()
+        ids = ",".join(i.id for i in small_world[:20])
+        r = http.get(server.url + "/", params={"ids": ids, "fields": "id"})
+        assert r.status_code == 401  # the token is still needed
+        r = get(http, server, "/", ids=ids, fields="id,thumb_256_url")
+        assert sorted(r.json()) == sorted(ids.split(","))
+        thumb = http.get(r.json()[small_world[0].id]["thumb_256_url"])
+        assert Image.open(io.BytesIO(thumb.content)).size[0] <= 256
+        assert server.stats() == {"ids": {200: 1, 401: 1}, "thumbs": {200: 1}}
+        assert server.cpu_seconds() > before
