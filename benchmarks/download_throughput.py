@@ -8,16 +8,20 @@ server, then downloads ``--images`` images into a fresh store three ways, each r
 * ``naive``: a plain loop a user might write: per image, GET the entity for its thumb URL, then
   GET the thumbnail (two round trips per image); only with ``--naive``.
 
-Prints images/s, the client's CPU time per image (all its threads) and the ratio concurrent /
-sequential per repeat, the machine's load average, and a final summary line with medians.
-Target: >= 50x at 50 ms. Run: ``python benchmarks/download_throughput.py``.
+Prints images/s, the client's and the server's CPU time per image (all threads) and the ratio
+concurrent / sequential per repeat, the machine's load average, and a final summary line with
+medians. Target: >= 50x at 50 ms. Run: ``python benchmarks/download_throughput.py``.
+
+The server runs in a child process on aiohttp's event loop (``--server-frontend threads``: the
+tests' http.server), so it takes as little as it can of the cores it shares with the client.
 
 Every run fills a fresh store; the stores are deleted only at the end. Deleting thousands of
 files right before a timed run made it pay for them: ext4 without a journal (as on the machine
 these figures come from) skips inodes deleted in the last minute (up to six while not written
 back) one by one when it allocates new ones, which more than doubled the client's CPU time per
 image (1.0 -> 2.5 ms) in a run right after a deletion. ``--work-dir`` on a tmpfs takes the disk
-out of the comparison.
+out of the comparison. Before the runs, the script times the creation of 300 small files in the
+work folder and warns when the folder is in that state.
 """
 
 from __future__ import annotations
@@ -188,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if create_ms > SLOW_CREATE_MS:
             print(
-                "  slow: on ext4 without a journal, inodes freed in the last 1-5 minutes near "
-                "this folder are skipped one by one; expect a lower ratio, or run again later "
-                "or with --work-dir on a tmpfs"
+                "  slow: ext4 without a journal skips the inodes freed near this folder in the "
+                "last 1-6 minutes one by one; expect a lower ratio: run again later, or with "
+                "--work-dir on a tmpfs"
             )
         ratios, naive_ratios, fast_rates, slow_rates, fast_cpu = [], [], [], [], []
         server_ms: list[float] = []

@@ -21,7 +21,6 @@ then one SUMMARY line with medians over ``--repeats``. Run: ``python benchmarks/
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import shutil
 import statistics
@@ -33,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import citysplat  # noqa: F401 - first: loads zlib before anything else
+from citysplat import event_loop
 from citysplat.fixtures.remote import serve
+from citysplat.fixtures.server import FRONTENDS
 from citysplat.fixtures.small_world import build_dense_world
 from citysplat.fixtures.world import WorldImage
 from citysplat.mapillary import (
@@ -163,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--in-process", action="store_true", help="serve from this process (shares the GIL)"
     )
+    parser.add_argument(
+        "--server-frontend",
+        choices=FRONTENDS,
+        default="asyncio",
+        help="the fixture server's front end (threads: http.server, the tests' server)",
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="citysplat-bench-enum-"))
@@ -177,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         worlds.append(("dense", dense_world(work, args.dense), args.dense_cell_deg))
         print(
-            f"server latency {args.latency_ms:g} ms, tiles concurrency {args.concurrency}, {args.repeats} repeats"
+            f"server latency {args.latency_ms:g} ms ({args.server_frontend} front end), tiles "
+            f"concurrency {args.concurrency}, {args.repeats} repeats"
         )
         summary: list[str] = []
         for name, images, cell in worlds:
@@ -189,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(Area.from_bbox(bbox).tiles())} z14 tiles, crawl grid {cells} cells of {cell:g} deg"
             )
             runs: dict[str, list[Outcome]] = {"tiles": [], "crawl": []}
-            with serve(images, in_process=args.in_process, latency_ms=args.latency_ms) as server:
+            with serve(
+                images,
+                in_process=args.in_process,
+                latency_ms=args.latency_ms,
+                frontend=args.server_frontend,
+            ) as server:
                 for r in range(args.repeats):
-                    tiles = asyncio.run(by_tiles(server, bbox, truth, args.concurrency))
-                    crawl = asyncio.run(by_crawl(server, bbox, truth, cell))
+                    tiles = event_loop.run(by_tiles(server, bbox, truth, args.concurrency))
+                    crawl = event_loop.run(by_crawl(server, bbox, truth, cell))
                     runs["tiles"].append(tiles)
                     runs["crawl"].append(crawl)
                     for o in (tiles, crawl):

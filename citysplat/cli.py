@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import typer
@@ -123,7 +124,7 @@ def fixture_serve(
                                       "DEFAULT_TOKEN)"))
     console.print("Press Ctrl-C to stop.")
     try:
-        server.serve_forever()
+        threading.Event().wait()  # the server runs on its own thread until Ctrl-C
     except KeyboardInterrupt:
         pass
     finally:
