@@ -3,6 +3,7 @@
 :func:`run` drives a coroutine on uvloop where it is installed: the HTTP-bound stages then
 spend about a tenth less CPU per request than on asyncio's default loop (measured by
 ``benchmarks/download_throughput.py``), and elsewhere (Windows) on the default loop.
+:func:`new_event_loop` makes such a loop for a thread that runs its own (a server).
 """
 
 from __future__ import annotations
@@ -22,3 +23,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A fresh event loop, uvloop's if available (the caller runs and closes it)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
