@@ -6,6 +6,7 @@ Bad input is answered with one clear line on stderr and a non-zero exit, never a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -38,8 +39,13 @@ def main_options(
 
     from rich.logging import RichHandler
 
+    from citysplat.mapillary.redaction import RedactingFilter
+
+    handler = RichHandler(console=err, show_path=False, markup=False)
+    # tile URLs carry the token (access_token=): no log line shows one, whoever logged it
+    handler.addFilter(RedactingFilter(os.environ.get("MAPILLARY_ACCESS_TOKEN") or None))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False)])
+                        handlers=[handler])
 
 
 SizeOption = typer.Option("default", "--size", help="City size: tiny, default or large.")
@@ -99,6 +105,10 @@ def fixture_serve(
     ),
     thumb_ttl_s: float = typer.Option(3600.0, "--thumb-ttl-s", help="Thumbnail URL lifetime."),
     bbox_area_cap: float = typer.Option(0.01, help="Largest bbox search, square degrees."),
+    refuse_field: list[str] = typer.Option(
+        [], "--refuse-field", help="Answer this image field as nonexisting (code 100), as the "
+        "live API did to organization_id; repeat for more.",
+    ),
 ) -> None:
     """Serve the sample city over Mapillary API v4 (Graph API and vector tiles)."""
     from citysplat.fixtures.server import DEFAULT_TOKEN, MapillaryFixtureServer
@@ -111,7 +121,7 @@ def fixture_serve(
         server = MapillaryFixtureServer(
             city.world_images(), token=token or DEFAULT_TOKEN, host=host, port=port,
             faults=fault_spec, latency_ms=latency_ms, thumb_ttl_s=thumb_ttl_s,
-            bbox_area_cap_deg2=bbox_area_cap, seed=seed,
+            bbox_area_cap_deg2=bbox_area_cap, seed=seed, refused_fields=refuse_field,
         )
         server.start()
     except OSError as exc:
@@ -247,6 +257,8 @@ def _print_ingest(result) -> None:
                   f"{result.upsert.inserted} / {result.upsert.updated} / {result.upsert.unchanged}")
     if result.missing:
         table.add_row("listed but unknown to the API", str(len(result.missing)))
+    if result.rejected_fields:
+        table.add_row("fields the API refused (left empty)", ", ".join(result.rejected_fields))
     if result.downloads is not None:
         d = result.downloads
         table.add_row("downloaded / already there / failed",

@@ -42,6 +42,8 @@ class IngestResult:
     upsert: UpsertStats = field(default_factory=UpsertStats)
     downloads: DownloadSummary | None = None
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    rejected_fields: dict[str, str] = field(default_factory=dict)
+    """Image fields the API refused (name -> its message): fetched without, their columns empty."""
     seconds: float = 0.0
 
     @property
@@ -92,12 +94,15 @@ async def ingest_area_async(
                     listed.update(im.image_id for im in tile.images)
                 else:
                     result.tiles_failed += 1
-                    # what this tile listed the last time it was read still counts
+                    # what this tile listed the last time it was read still counts, and so do
+                    # the usable images of a tile that was read but had unusable features
+                    listed.update(im.image_id for im in tile.images)
                     listed.update(_inside(catalog.tile_listing(tileset, tile.z, tile.x, tile.y),
                                           catalog, area))
                 if progress:
                     progress("tiles", done_tiles, len(tiles))
             result.listed = len(listed)
+            result.rejected_fields = client.rejected_fields  # filled as entities are fetched
 
             known = set() if refresh else catalog.image_ids() & listed
             todo = sorted(listed - known)

@@ -201,28 +201,44 @@ def test_entity_ids_and_image_ids(mapillary_server, small_world, http):
     assert get(http, mapillary_server, "/image_ids").status_code == 400
 
 
-def test_token_is_enforced_on_graph_and_tiles_both_ways(mapillary_server, small_world, http):
+def test_token_is_enforced_graph_both_ways_tiles_only_in_the_query(mapillary_server, small_world,
+                                                                    http):
+    """Graph requests take the token as access_token= or an OAuth header; coverage tiles only as
+    access_token= (403 otherwise: mapillary-python-sdk #124/#131). A wrong token is code 190."""
     token = mapillary_server.token
-    paths = [
+    graph = [
         ("/images", {"bbox": ALL_BBOX}),
         (f"/{small_world[0].id}", {}),
         ("/", {"ids": small_world[0].id}),
         ("/image_ids", {"sequence_id": small_world[0].meta["sequence"]}),
-        ("/maps/vtp/mly1_public/2/14/2617/6333", {}),
-        ("/maps/vtp/mly1_computed_public/2/10/163/395", {}),
     ]
-    for path, params in paths:
+    tiles = [
+        ("/maps/vtp/mly1_public/2/14/2617/6333", {}),
+        ("/maps/vtp/mly1_computed_public/2/10/163/395/", {}),  # the SDK's trailing slash
+    ]
+
+    def assert_bad_token(response, path):
+        assert response.status_code == 401, path
+        err = response.json()["error"]
+        assert (err["type"], err["code"], err["error_data"]) == ("MLYApiException", 190, {})
+        assert err["message"] == "Invalid OAuth 2.0 Access Token" and err["fbtrace_id"]
+
+    for path, params in graph:
         url = mapillary_server.url + path
-        for bad in (http.get(url, params=params), http.get(url, params={**params, "access_token": "MLY|nope"}),
-                    http.get(url, params=params, headers={"Authorization": "OAuth MLY|nope"})):  # fmt: skip
-            assert bad.status_code == 401, path
-            err = bad.json()["error"]
-            assert err["type"] == "OAuthException" and err["code"] == 190 and err["fbtrace_id"]
+        assert_bad_token(http.get(url, params=params), path)
+        assert_bad_token(http.get(url, params={**params, "access_token": "MLY|nope"}), path)
+        assert_bad_token(http.get(url, params=params, headers={"Authorization": "OAuth MLY|nope"}),
+                         path)
         assert http.get(url, params={**params, "access_token": token}).status_code == 200, path
-        assert (
-            http.get(url, params=params, headers={"Authorization": f"OAuth {token}"}).status_code
-            == 200
-        ), path
+        assert http.get(url, params=params,
+                        headers={"Authorization": f"OAuth {token}"}).status_code == 200, path
+    for path, params in tiles:
+        url = mapillary_server.url + path
+        for refused in (http.get(url, params=params),
+                        http.get(url, params=params, headers={"Authorization": f"OAuth {token}"})):
+            assert refused.status_code == 403 and refused.text == "Forbidden", path
+        assert_bad_token(http.get(url, params={**params, "access_token": "MLY|nope"}), path)
+        assert http.get(url, params={**params, "access_token": token}).status_code == 200, path
 
 
 def test_token_never_appears_in_bodies_or_logs(mapillary_server, small_world, http, caplog):

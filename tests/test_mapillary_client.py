@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -37,8 +39,12 @@ def config_for(server: MapillaryFixtureServer, **overrides: Any) -> MapillaryCon
 
 
 def truth_entity(meta: dict[str, Any]) -> dict[str, Any]:
-    """What the API returns for the catalog fields: null fields are left out."""
-    return {k: v for k, v in meta.items() if k in CATALOG_FIELDS and v is not None}
+    """What the API returns for the catalog fields: null fields are left out, the organization
+    comes as ``organization: {"id": ...}``."""
+    out = {k: v for k, v in meta.items() if k in CATALOG_FIELDS and v is not None}
+    if meta.get("organization_id") is not None:
+        out["organization"] = {"id": str(meta["organization_id"])}
+    return out
 
 
 def city_bbox(metadata: list[dict[str, Any]], margin: float = 1e-4) -> tuple[float, ...]:
@@ -121,20 +127,34 @@ def test_a_rejected_token_raises_auth_error_without_retrying(make_mapillary_serv
         assert SECRET not in str(exc) and SECRET not in repr(exc)
 
 
-def test_bad_requests_raise_api_error_at_once(mapillary_server, small_world):
+def test_a_refused_field_is_dropped_with_one_warning_and_other_bad_requests_raise(
+    mapillary_server, small_world, caplog
+):
     config = config_for(mapillary_server)
+    first = small_world[0]
 
     async def main() -> None:
         async with MapillaryClient(config) as client:
-            with pytest.raises(ApiError, match="nonexisting field") as info:
-                await client.entity(small_world[0].id, ["id", "no_such_field"])
-            assert info.value.status == 400 and not isinstance(info.value, TransientError)
-            with pytest.raises(NotFoundError):
+            fields = ["id", "no_such_field", "captured_at"]
+            got = await client.entity(first.id, fields)
+            assert got == {"id": first.id, "captured_at": first.meta["captured_at"]}
+            assert list(client.rejected_fields) == ["no_such_field"]
+            assert "nonexisting field (no_such_field)" in client.rejected_fields["no_such_field"]
+            batch = await client.entities([i.id for i in small_world[:3]], fields)  # not asked again
+            assert {k: set(v) for k, v in batch.items()} == {
+                i.id: {"id", "captured_at"} for i in small_world[:3]}
+            with pytest.raises(NotFoundError) as info:
                 await client.entity("999999999999", ["id"])
+            assert info.value.status == 400 and not isinstance(info.value, TransientError)
             assert await client.entities(["999999999999"], ["id"]) == {}
 
-    asyncio.run(main())
-    assert mapillary_server.stats.total == 3
+    with caplog.at_level(logging.WARNING, logger="citysplat.mapillary"):
+        asyncio.run(main())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "'no_such_field'" in warnings[0]
+    # refused once, then asked without it: 2 + 1 batch + not found + empty batch
+    assert mapillary_server.stats.total == 5
+    assert mapillary_server.stats.count(status=400) == 2
 
 
 # -- methods ---------------------------------------------------------------------------------------
@@ -291,6 +311,10 @@ def test_the_token_never_appears_in_logs_errors_or_urls(make_mapillary_server, s
             texts.extend(t.error or "" for t in scan.tiles)
             assert not scan.complete
             await client.entities([i.id for i in small_world], CATALOG_FIELDS)
+            await client.search_bbox((-122.505, 37.748, -122.488, 37.762))  # httpx logs it
+            logging.getLogger("httpx").info(  # as a library would log a tile URL
+                "HTTP Request: GET %s", f"{server.tiles_url}/mly1_public/2/14/1/1?access_token="
+                + quote(SECRET, safe=""))
             for bad in (
                 client.entity(small_world[0].id, ["nope"]),
                 client.entity("123456789", ["id"]),
@@ -313,7 +337,9 @@ def test_the_token_never_appears_in_logs_errors_or_urls(make_mapillary_server, s
     assert any("retrying" in r.getMessage() for r in caplog.records), "our retries logged"
     everything = caplog.text + "\n".join(r.getMessage() for r in caplog.records) + "\n".join(texts)
     assert SECRET not in everything and SECRET[::-1] not in everything
-    assert "s3cr3t" not in everything and "access_token" not in everything
+    assert "s3cr3t" not in everything
+    assert "access_token=[redacted]" in everything  # the library's tile URL, redacted
+    assert not re.search(r"access_token=(?!\[redacted\])", everything)
 
 
 def test_one_attempt_allowed_means_no_retry(make_mapillary_server, small_world):

@@ -30,9 +30,11 @@ KNOWN_FIELDS = frozenset({
     "id", "sequence", "captured_at", "geometry", "computed_geometry", "altitude",
     "computed_altitude", "compass_angle", "computed_compass_angle", "computed_rotation",
     "camera_type", "camera_parameters", "make", "model", "width", "height", "is_pano",
-    "creator", "organization_id", "exif_orientation",
+    "creator", "organization", "organization_id", "exif_orientation",
 })
-"""Entity fields with a typed column of their own; any other field goes to ``extra`` (JSON)."""
+"""Entity fields with a typed column of their own; any other field goes to ``extra`` (JSON).
+``organization`` (``{"id": ...}``, what current clients ask for) and ``organization_id`` (the
+older name) both fill the ``organization_id`` column."""
 
 
 def is_secret_field(key: str) -> bool:
@@ -237,6 +239,16 @@ def _creator_fields(creators: list[Any]) -> tuple[list[Any], list[Any]]:
                 [None if c is None else c.get("username") for c in cs])
 
 
+def _organization_ids(ents: Sequence[dict]) -> list[Any]:
+    """``organization.id`` where the entity has ``organization``, else ``organization_id``."""
+    ids = _get(ents, "organization_id")
+    orgs = _get(ents, "organization")
+    if not any(o is not None for o in orgs):
+        return ids
+    return [o.get("id") if isinstance(o, Mapping) else (o if o is not None else i)
+            for o, i in zip(orgs, ids)]
+
+
 _KNOWN_SUPERSET = KNOWN_FIELDS.issuperset
 
 
@@ -256,8 +268,9 @@ def staging_frame(ents: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, dict
     for key in ("altitude", "computed_altitude", "compass_angle", "computed_compass_angle",
                 "width", "height", "exif_orientation", "is_pano"):
         cols[key] = _floats(_get(ents, key))
-    for key in ("camera_type", "make", "model", "organization_id"):
+    for key in ("camera_type", "make", "model"):
         cols[key] = _str_or_none(_get(ents, key))
+    cols["organization_id"] = _str_or_none(_organization_ids(ents))
     ids, names = _creator_fields(_get(ents, "creator"))
     cols["creator_id"], cols["creator_username"] = _str_or_none(ids), _str_or_none(names)
     widths = {

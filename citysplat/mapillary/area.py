@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,9 +45,13 @@ CATALOG_FIELDS: tuple[str, ...] = (
     "id", "sequence", "captured_at", "geometry", "computed_geometry", "altitude",
     "computed_altitude", "compass_angle", "computed_compass_angle", "computed_rotation",
     "camera_type", "camera_parameters", "make", "model", "width", "height", "is_pano",
-    "creator", "organization_id", "exif_orientation",
+    "creator", "organization", "exif_orientation",
 )  # fmt: skip
-"""Every image field the catalog keeps."""
+"""Every image field the catalog asks for. ``organization`` (an object with the id), not
+``organization_id``, which the live API refused in 2026 (``docs/MAPILLARY_API.md``); a field the
+API refuses is dropped for the run by the client, so its column stays empty."""
+IMAGE_ID = re.compile(r"^[0-9]{1,20}$")
+"""Mapillary image ids are decimal digits (a 64-bit integer)."""
 
 ProgressFn = Callable[[int, int], None]
 _POINT = 1
@@ -328,18 +333,50 @@ def _zigzag(n: int) -> int:
     return (n >> 1) ^ -(n & 1)
 
 
-def decode_image_layer(data: bytes, z: int, x: int, y: int) -> list[TileImage]:
-    """The points of a tile's ``image`` layer as lon/lat (``[]`` for an empty tile).
+@dataclass(frozen=True)
+class ImageLayer:
+    """A decoded ``image`` layer: the usable points, and the features that could not be used
+    (no image id in the ``id`` property, or one that is not decimal digits), with why."""
+
+    images: list[TileImage] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)
+
+    def problem(self) -> str | None:
+        """One line for a tile with unusable features (None when every feature was usable)."""
+        if not self.unusable:
+            return None
+        total = len(self.images) + len(self.unusable)
+        shown = "; ".join(self.unusable[:3]) + ("; ..." if len(self.unusable) > 3 else "")
+        return f"{len(self.unusable)} of {total} image features have no usable image id ({shown})"
+
+
+def _image_id(value: Any) -> str | None:
+    """The image id of an ``id`` property (an integer, or a string of digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value) if 0 <= value < 2**64 else None
+    if isinstance(value, str) and IMAGE_ID.match(value):
+        return value
+    return None
+
+
+def decode_image_layer(data: bytes, z: int, x: int, y: int) -> ImageLayer:
+    """The points of a tile's ``image`` layer as lon/lat (no images for an empty tile).
+
+    The image id is the ``id`` property: the feature id is a running number within the tile,
+    not the image id (as recorded from the live API), so it is never used. A feature without a
+    usable id is listed in :attr:`ImageLayer.unusable`, never turned into an image.
 
     Reads the protobuf directly and decodes only this layer's points (about 20 times faster than
     ``mapbox_vector_tile.decode``, which also decodes every sequence line)."""
     if not data:
-        return []
+        return ImageLayer()
     tile = vector_tile_pb2.tile()
     tile.ParseFromString(data)
     layer = next((layer for layer in tile.layers if layer.name == IMAGE_LAYER), None)
     if layer is None or not layer.features:
-        return []
+        return ImageLayer()
     keys = list(layer.keys)
     values = [_value(v) for v in layer.values]
     extent = float(layer.extent or 4096)
@@ -347,28 +384,31 @@ def decode_image_layer(data: bytes, z: int, x: int, y: int) -> list[TileImage]:
     props: list[dict[str, Any]] = []
     us: list[int] = []
     vs: list[int] = []
-    for feature in layer.features:
+    unusable: list[str] = []
+    for n, feature in enumerate(layer.features):
         geometry = feature.geometry
         if feature.type != _POINT or len(geometry) < 3 or geometry[0] & 0x7 != 1:
             continue  # not a point (MoveTo); the image layer has nothing else
         tags = feature.tags
         p = {keys[tags[k]]: values[tags[k + 1]] for k in range(0, len(tags) - 1, 2)}
-        image_id = p.get("id", feature.id if feature.HasField("id") else None)
+        image_id = _image_id(p.get("id"))
         if image_id is None:
+            raw = repr(p["id"])[:24] if "id" in p else "missing"
+            unusable.append(f"feature {feature.id if feature.HasField('id') else n}: id {raw}")
             continue
-        ids.append(str(image_id))
+        ids.append(image_id)
         props.append(p)
         us.append(_zigzag(geometry[1]))
         vs.append(_zigzag(geometry[2]))
     if not ids:
-        return []
+        return ImageLayer([], unusable)
     b = mercantile.xy_bounds(x, y, z)
     mx = b.left + np.asarray(us, float) / extent * (b.right - b.left)
     my = b.top - np.asarray(vs, float) / extent * (b.top - b.bottom)  # MVT y grows downwards
     lons = np.degrees(mx / _EARTH_RADIUS)
     lats = np.degrees(2 * np.arctan(np.exp(my / _EARTH_RADIUS)) - np.pi / 2)
     key = (z, x, y)
-    return [
+    images = [
         TileImage(
             i,
             float(lon),
@@ -383,6 +423,7 @@ def decode_image_layer(data: bytes, z: int, x: int, y: int) -> list[TileImage]:
         )
         for i, lon, lat, p in zip(ids, lons.tolist(), lats.tolist(), props)
     ]
+    return ImageLayer(images, unusable)
 
 
 async def fetch_tile(
@@ -400,17 +441,24 @@ async def fetch_tile(
         return TileResult(tileset, z, x, y, "failed", error=str(exc))
     digest = hashlib.sha256(data).hexdigest()
     try:
-        images = await asyncio.to_thread(decode_image_layer, data, z, x, y)
+        layer = await asyncio.to_thread(decode_image_layer, data, z, x, y)
     except Exception as exc:  # noqa: BLE001 - a corrupt tile is a hole, not a crash
         return TileResult(
             tileset, z, x, y, "failed", content_sha256=digest, error=f"undecodable tile: {exc}"
         )
+    images = layer.images
     if images:
         inside = area.contains([i.lon for i in images], [i.lat for i in images])
         images = [i for i, keep in zip(images, inside) if keep]
-    return TileResult(
-        tileset, z, x, y, "ok", [i.image_id for i in images], content_sha256=digest, images=images
-    )
+    ids = [i.image_id for i in images]
+    problem = layer.problem()
+    if problem is not None:
+        # a hole with a reason: the usable images still count, the tile is not complete
+        log.warning("coverage tile %s/%d/%d/%d: %s", tileset, z, x, y, problem)
+        return TileResult(
+            tileset, z, x, y, "failed", ids, content_sha256=digest, error=problem, images=images
+        )
+    return TileResult(tileset, z, x, y, "ok", ids, content_sha256=digest, images=images)
 
 
 async def scan_tiles(

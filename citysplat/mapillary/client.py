@@ -1,14 +1,18 @@
 """An async Mapillary API v4 client: Graph API, coverage vector tiles and thumbnail bytes.
 
-* The token travels only in the ``Authorization: OAuth <token>`` header of Graph and tile
-  requests (httpx logs full URLs at INFO), never in a query string, a log line or an error.
+* The token travels in the ``Authorization: OAuth <token>`` header of Graph requests and, as
+  the coverage tiles accept nothing else, in the ``access_token`` query parameter of tile
+  requests (``docs/MAPILLARY_API.md``). Tile URLs are never logged with their query, and every
+  error text and library log line goes through :func:`~citysplat.mapillary.redaction.redact`.
+* Fields drift: when the API answers a batch with code 100 "Tried accessing nonexisting field
+  (X)", X is dropped for the rest of the run (one warning names it) and the batch is retried.
 * Every request is retried with exponential backoff and jitter (tenacity) on 429, 5xx,
   400 "Query Timeout" (code -2) and other transient Graph errors, timeouts, connection resets
   and bodies cut short; a ``Retry-After`` is honoured and pauses the whole API class.
 * Each API class (entity, search, tiles) has its own rate limiter (aiolimiter); Graph and tile
   requests share a concurrency bound. Thumbnails go to the CDN without any auth header.
-* Entity requests (the downloader asks for fresh thumbnail URLs 50 ids at a time) and thumbnails
-  go over aiohttp, search and tiles over httpx: aiohttp costs about a fifth of httpx's CPU per
+* Entity and tile requests (the downloader asks for fresh thumbnail URLs 50 ids at a time) and
+  thumbnails go over aiohttp, search over httpx: aiohttp costs about a fifth of httpx's CPU per
   request, which is what bounds concurrent downloading on a small machine.
 * :attr:`MapillaryClient.stats` counts requests, retries and failures per API class.
 """
@@ -44,6 +48,7 @@ from citysplat.mapillary.config import MapillaryConfig, RateLimit
 from citysplat.mapillary.errors import (
     ApiError,
     AuthError,
+    FieldRejectedError,
     MapillaryError,
     NetworkError,
     NotFoundError,
@@ -51,6 +56,7 @@ from citysplat.mapillary.errors import (
     TransientError,
     UrlExpiredError,
 )
+from citysplat.mapillary.redaction import redact, redact_library_logs
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,9 @@ RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
 """Graph API codes for request limits (Mapillary answers "Application request limit reached")."""
 TRANSIENT_CODES = frozenset({-2, 1, 2})
 """Query Timeout, unknown error, service temporarily unavailable."""
+AUTH_CODES = frozenset({102, 190})
+"""Graph API codes for a missing, invalid or expired access token."""
+_NONEXISTING_FIELD = re.compile(r"nonexisting field \(([^()\s]{1,64})\)")
 _TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _NEEDS_QUOTING = re.compile(r"[\x00-\x20\x7f\"<>\\^`{|}]|%(?![0-9A-Fa-f]{2})")
 """What may not appear in a quoted URL (a bare "%" included): such a URL is left to yarl."""
@@ -230,11 +239,13 @@ class MapillaryClient:
         self.stats = RequestStats()
         self._thumb_connections = thumb_connections
         self._graph: _Pools | None = None
-        self._entity_http: _AioSession | None = None
+        self._api_http: _AioSession | None = None
         self._thumbs: _AioSession | None = None
         self._limiters: dict[str, AsyncLimiter] = {}
         self._slots: asyncio.Semaphore | None = None
         self._cooldown: dict[str, float] = {}
+        self.rejected_fields: dict[str, str] = {}
+        """Fields the API refused this run (name -> its message); they are no longer asked for."""
         self._wait = _WaitRetryAfter(
             wait_exponential(multiplier=config.backoff_initial_s, max=config.backoff_max_s)
             + wait_random(0, config.backoff_initial_s),
@@ -260,6 +271,7 @@ class MapillaryClient:
         """Create the HTTP connection pools (``async with`` does this for you)."""
         if self._graph is not None:
             return
+        redact_library_logs()
         cfg = self.config
         common: dict[str, Any] = {
             "timeout": httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
@@ -269,7 +281,7 @@ class MapillaryClient:
         self._graph = _Pools(cfg.concurrency, follow_redirects=False, **common)
         # the same certificate store as httpx (certifi, or SSL_CERT_FILE / SSL_CERT_DIR)
         ssl_context = common["verify"]
-        self._entity_http = _AioSession(
+        self._api_http = _AioSession(
             cfg.concurrency, cfg, follow_redirects=False, ssl_context=ssl_context
         )
         self._thumbs = _AioSession(
@@ -284,24 +296,24 @@ class MapillaryClient:
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        for pools in (self._graph, self._entity_http, self._thumbs):
+        for pools in (self._graph, self._api_http, self._thumbs):
             if pools is not None:
                 await pools.aclose()
-        self._graph = self._entity_http = self._thumbs = None
+        self._graph = self._api_http = self._thumbs = None
 
     # -- public API -----------------------------------------------------------------------------
 
     async def tile(self, tileset: str, z: int, x: int, y: int) -> bytes:
-        """The MVT bytes of a coverage tile (``b""`` for an empty tile)."""
+        """The MVT bytes of a coverage tile (``b""`` for an empty tile). The token goes in the
+        ``access_token`` query parameter: the tile service answers 403 to a token in a header."""
         url = f"{self.config.tiles_url}/{tileset}/2/{int(z)}/{int(x)}/{int(y)}"
-        response = await self._get("tiles", url)
+        response = await self._get("tiles", url, self.config.token_param())
         return b"" if response.status_code == 204 else response.content
 
     async def entity(self, image_id: str | int, fields: Sequence[str]) -> dict[str, Any]:
         """One image entity (``id`` plus the asked fields it has). Raises NotFoundError."""
         url = f"{self.config.graph_url}/{int(image_id)}"
-        response = await self._get("entity", url, {"fields": ",".join(fields)})
-        return self._json(response, url)
+        return self._json(await self._get_fields("entity", url, {}, fields), url)
 
     async def entities(
         self, ids: Iterable[str | int], fields: Sequence[str]
@@ -341,11 +353,9 @@ class MapillaryClient:
         during incidents). For baselines and spot checks; enumerate areas with the tiles."""
         w, s, e, n = (float(v) for v in bbox)
         params = {"bbox": f"{w:.8f},{s:.8f},{e:.8f},{n:.8f}", "limit": str(limit)}
-        if fields:
-            params["fields"] = ",".join(fields)
         params.update({k: _param(v) for k, v in filters.items() if v is not None})
         url = f"{self.config.graph_url}/images"
-        response = await self._get("search", url, params)
+        response = await self._get_fields("search", url, params, fields)
         return list(self._json(response, url).get("data", []))
 
     async def fetch_bytes(self, url: str) -> bytes:
@@ -362,9 +372,34 @@ class MapillaryClient:
         self, batch: list[str], fields: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
         url = f"{self.config.graph_url}/"
-        params = {"ids": ",".join(batch), "fields": ",".join(fields)}
-        data = self._json(await self._get("entity", url, params), url)
+        data = self._json(await self._get_fields("entity", url, {"ids": ",".join(batch)}, fields), url)
         return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+    async def _get_fields(
+        self, api: ApiClass, url: str, params: Mapping[str, str], fields: Sequence[str]
+    ) -> httpx.Response | _Fetched:
+        """GET with ``fields=``, leaving out the fields the API has refused this run; a newly
+        refused field is dropped (one warning) and the request made again without it."""
+        while True:
+            asked = [f for f in fields if f not in self.rejected_fields]
+            query = {**params, "fields": ",".join(asked)} if asked else dict(params)
+            try:
+                return await self._get(api, url, query)
+            except FieldRejectedError as exc:
+                if exc.field == "id" or exc.field not in asked:
+                    raise
+                self._reject_field(exc.field, exc.message)
+
+    def _reject_field(self, name: str, message: str) -> None:
+        if name in self.rejected_fields:
+            return
+        self.rejected_fields[name] = message
+        log.warning(
+            "Mapillary refuses the image field %r (%s): continuing without it, so it stays "
+            "empty in the catalog",
+            name,
+            message,
+        )
 
     def _json(self, response: httpx.Response | _Fetched, url: str) -> dict[str, Any]:
         try:
@@ -436,10 +471,13 @@ class MapillaryClient:
         async with self._slots:
             await self._wait_cooldown(api)
             async with self._limiters[api]:
+                if api == "tiles":  # the token is in params (access_token=): no header
+                    assert self._api_http is not None
+                    return await self._send_aio(self._api_http, api, url, params)
                 headers = self.config.auth_header() if auth else {}
                 if api == "entity":
-                    assert self._entity_http is not None
-                    return await self._send_aio(self._entity_http, api, url, params, headers)
+                    assert self._api_http is not None
+                    return await self._send_aio(self._api_http, api, url, params, headers)
                 return await self._send(self._graph, api, url, params, headers)
 
     async def _send(
@@ -503,15 +541,25 @@ class MapillaryClient:
         if status == 429 or code in RATE_LIMIT_CODES:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return RateLimitError(message, retry_after=retry_after, **kw)
+        if code in AUTH_CODES:
+            return AuthError(message, **kw)
         if status >= 500 or status == 408 or code in TRANSIENT_CODES or transient:
             return TransientError(message, **kw)
+        if code == 100 and (rejected := _NONEXISTING_FIELD.search(message)):
+            return FieldRejectedError(message, field=rejected.group(1), **kw)
+        if api == "tiles" and status in (401, 403):
+            return AuthError(
+                message or "Forbidden",
+                hint="coverage tiles accept the token only as the access_token query parameter",
+                **kw,
+            )
         if api == "thumbs":
             if status == 403:
                 return UrlExpiredError(message or "the signed URL expired or is invalid", **kw)
             if status in (404, 410):
                 return NotFoundError(message, **kw)
             return ApiError(message, **kw)
-        if status == 401 or code == 190:
+        if status == 401:
             return AuthError(message, **kw)
         if status == 404 or subcode == 33:
             return NotFoundError(message, **kw)
@@ -540,8 +588,7 @@ class MapillaryClient:
         )
 
     def _redact(self, text: str) -> str:
-        token = self.config.token.get_secret_value()
-        return text.replace(token, "[redacted]") if token else text
+        return redact(text, self.config.token.get_secret_value())
 
 
 class _Pools:

@@ -92,5 +92,10 @@ class MapillaryConfig(BaseModel):
         return cls(**values)
 
     def auth_header(self) -> dict[str, str]:
-        """The only place the token leaves this object: ``Authorization: OAuth <token>``."""
+        """The token for Graph API requests: ``Authorization: OAuth <token>``."""
         return {"Authorization": f"OAuth {self.token.get_secret_value()}"}
+
+    def token_param(self) -> dict[str, str]:
+        """The token for coverage tiles, which accept it only as the ``access_token`` query
+        parameter (a header-only tile request gets 403; ``docs/MAPILLARY_API.md``)."""
+        return {"access_token": self.token.get_secret_value()}

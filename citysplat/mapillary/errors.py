@@ -52,13 +52,29 @@ class ApiError(MapillaryError):
 
 
 class AuthError(ApiError):
-    """401: the token is missing, malformed, expired or revoked."""
+    """The token is missing, malformed, expired or revoked (401, code 190), or a tile request
+    was refused (403: tiles take the token only as ``access_token=``); ``hint`` says which."""
+
+    def __init__(self, message: str, *, hint: str | None = None, **kwargs: object) -> None:
+        self.hint = hint
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
     def _text(self) -> str:
+        if self.hint:
+            return f"{super()._text()} -- {self.hint}"
         return (
             super()._text() + " -- the access token was rejected; check MAPILLARY_ACCESS_TOKEN "
             "(a client token from https://www.mapillary.com/dashboard/developers)"
         )
+
+
+class FieldRejectedError(ApiError):
+    """400 code 100 "Tried accessing nonexisting field (X)": the API no longer knows field X
+    (field names drift). The client drops it and asks again; ``field`` names it."""
+
+    def __init__(self, message: str, *, field: str, **kwargs: object) -> None:
+        self.field = field
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class NotFoundError(ApiError):

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from citysplat.fixtures.world import WorldImage
+from citysplat.fixtures.world import WorldImage, merge_cc
 from citysplat.frames import LocalFrame
 from citysplat.io import atomic_write_bytes, atomic_write_text
 from citysplat.synthetic import geo
@@ -139,7 +139,8 @@ def image_entity(c: Capture, rep, spec: CitySpec) -> dict:
         "computed_compass_angle": round(rep.computed_compass, 3),
         "computed_rotation": _rotation_vector_w2c(c.rotation),
         "camera_type": c.camera.camera_type,
-        "camera_parameters": c.camera.camera_parameters,
+        # spherical images omit camera_parameters rather than answering [] (docs/MAPILLARY_API.md)
+        "camera_parameters": c.camera.camera_parameters or None,
         "make": c.make,
         "model": c.model,
         "width": c.camera.width,
@@ -148,7 +149,9 @@ def image_entity(c: Capture, rep, spec: CitySpec) -> dict:
         "exif_orientation": 1,
         "creator": {"id": c.creator[0], "username": c.creator[1]},
         "organization_id": None,
+        "merge_cc": merge_cc(spec.seed, c.sequence_id),
     }
+
 
 
 def camera_truth(c: Capture, frame: LocalFrame, spec: CitySpec) -> dict:
