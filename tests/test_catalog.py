@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import subprocess
 import sys
@@ -48,7 +49,10 @@ def _expected_columns(e: dict) -> dict:
         "model": e.get("model"), "width": e.get("width"), "height": e.get("height"),
         "is_pano": e.get("is_pano"), "exif_orientation": e.get("exif_orientation"),
         "creator_id": creator.get("id"), "creator_username": creator.get("username"),
-        "organization_id": e.get("organization_id"), "extra": None,
+        "organization_id": e.get("organization_id"),
+        # fields without a column of their own (merge_cc) are kept, exactly, as JSON
+        "extra": json.dumps({"merge_cc": e["merge_cc"]}) .replace(" ", "")
+        if "merge_cc" in e else None,
         "tile_x": tile[0], "tile_y": tile[1], "computed_tile_x": ctile[0],
         "computed_tile_y": ctile[1],
         "pos_lon": cg[0] if cg[0] is not None else g[0],
@@ -121,7 +125,7 @@ def test_changed_entity_updates_only_that_row(tiny_city, cat_path):
             changed["computed_compass_angle"]
         assert after.loc[changed["id"], "content_hash"] != before.loc[changed["id"],
                                                                       "content_hash"]
-        assert after["extra"].isna().all()
+        assert not after["extra"].str.contains("thumb|SECRET").any()
     assert b"SECRET123" not in cat_path.read_bytes()
 
 
@@ -138,7 +142,9 @@ def test_unprocessed_images_and_extra_fields(small_world, cat_path):
             assert pd.isna(r["computed_lon"]) and pd.isna(r["computed_tile_x"])
             assert r["pos_lon"] == e["geometry"]["coordinates"][0]
             assert _same(r["computed_rotation"], None)
-        assert rows.loc[entities[0]["id"], "extra"] == '{"quality_score":0.7}'
+        merge_cc = entities[0]["merge_cc"]
+        assert rows.loc[entities[0]["id"], "extra"] == \
+            f'{{"merge_cc":{merge_cc},"quality_score":0.7}}'
         back = {e["id"]: e for e in cat.entities()}
         assert back[entities[0]["id"]]["quality_score"] == 0.7
         assert "thumb_256_url" not in back[entities[0]["id"]]

@@ -24,7 +24,7 @@ FIELDS = [
     "id", "sequence", "captured_at", "geometry", "computed_geometry", "altitude",
     "computed_altitude", "compass_angle", "computed_compass_angle", "computed_rotation",
     "camera_type", "camera_parameters", "make", "model", "width", "height", "is_pano",
-    "exif_orientation", "creator", "organization_id",
+    "exif_orientation", "creator", "organization", "merge_cc",
 ]  # fmt: skip
 
 
@@ -110,8 +110,17 @@ def test_entities_by_id_in_batches_of_50(server, tiny_city, http):
         got.update(body)
     assert sorted(got) == ids
     for image_id, entity in got.items():
-        expected = {k: v for k, v in meta[image_id].items() if v is not None}
+        expected = {k: v for k, v in meta[image_id].items()
+                    if v is not None and k != "organization_id"}
+        if meta[image_id]["organization_id"] is not None:  # served as organization: {id}
+            expected["organization"] = {"id": str(meta[image_id]["organization_id"])}
         assert entity == expected
+        assert type(entity["merge_cc"]) is int and entity["merge_cc"] > 2**53  # exact
+    refused = http.get(server.graph_url + "/", params={
+        "access_token": server.token, "ids": ids[0], "fields": "id,organization_id"})
+    assert refused.status_code == 400  # as the live API answered in 2026
+    assert refused.json()["error"]["message"].startswith(
+        "Tried accessing nonexisting field (organization_id)")
     too_many = http.get(server.graph_url + "/", params={
         "access_token": server.token, "ids": ",".join(ids[:51])})
     assert too_many.status_code == 400

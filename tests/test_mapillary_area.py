@@ -18,9 +18,9 @@ from citysplat.fixtures.server import MapillaryFixtureServer
 from citysplat.mapillary import (
     Area,
     AreaScan,
+    ImageLayer,
     MapillaryClient,
     MapillaryConfig,
-    ImageLayer,
     TileResult,
     decode_image_layer,
     enumerate_area,

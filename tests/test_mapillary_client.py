@@ -17,7 +17,6 @@ from citysplat.fixtures.server import MapillaryFixtureServer
 from citysplat.fixtures.small_world import build_dense_world
 from citysplat.mapillary import (
     CATALOG_FIELDS,
-    ApiError,
     Area,
     AuthError,
     MapillaryClient,
@@ -354,3 +353,53 @@ def test_one_attempt_allowed_means_no_retry(make_mapillary_server, small_world):
 
     asyncio.run(main())
     assert server.stats.count("ids") == 1
+
+
+def test_errors_never_hold_the_token_from_a_closed_port_or_a_server_echoing_it(caplog):
+    """The tile token is in the URL now: a 500 whose body echoes the request (URL and headers)
+    and a port where nothing listens must still give errors and logs without it."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from citysplat.mapillary.redaction import token_forms
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = f"{self.path} {self.headers.get('Authorization')}".encode()
+            self.send_response(500)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    echo = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens once the socket is closed
+    texts: list[str] = []
+
+    async def main() -> None:
+        for base in (f"http://127.0.0.1:{echo.server_address[1]}", f"http://127.0.0.1:{closed}"):
+            config = MapillaryConfig(token=SECRET, graph_url=base, tiles_url=f"{base}/maps/vtp",
+                                     max_attempts=2, backoff_initial_s=0.01, backoff_max_s=0.02)
+            async with MapillaryClient(config) as client:
+                for call in (client.tile("mly1_public", 14, 2616, 6333),
+                             client.entity("1", ["id"]), client.search_bbox((0, 0, 0.01, 0.01))):
+                    with pytest.raises(TransientError) as info:
+                        await call
+                    texts.extend([str(info.value), repr(info.value)])
+
+    with caplog.at_level(logging.DEBUG):
+        try:
+            asyncio.run(main())
+        finally:
+            echo.shutdown()
+            echo.server_close()
+    assert any("access_token=[redacted]" in t for t in texts)  # the echo really came back
+    everything = "\n".join(texts) + caplog.text
+    assert not any(form in everything for form in token_forms(SECRET))

@@ -32,7 +32,8 @@ def test_extra_sequence_is_later_and_visible_at_once(tiny_city, make_mapillary_s
     # and in the z14 coverage tile of its first image
     lon, lat = new[0].meta["geometry"]["coordinates"]
     t = mercantile.tile(lon, lat, 14)
-    tile = httpx.get(f"{server.tiles_url}/mly1_public/2/14/{t.x}/{t.y}", headers=headers)
+    tile = httpx.get(f"{server.tiles_url}/mly1_public/2/14/{t.x}/{t.y}",
+                     params={"access_token": server.token})  # tiles: the query parameter only
     ids = {str(f["properties"]["id"]) for f in
            mapbox_vector_tile.decode(tile.content)["image"]["features"]}
     assert new[0].id in ids

@@ -21,7 +21,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 from shapely.ops import unary_union
 
-from citysplat.fixtures.server import KNOWN_FIELDS
+from citysplat.fixtures.server import DOCUMENTED_FIELDS
 from citysplat.synthetic.cameras import CameraModel, heading_of
 from citysplat.synthetic.captures import EPOCH_MS, plan_captures, report
 from citysplat.synthetic.city import SyntheticCity, city_frame, generate_city, image_entity
@@ -34,7 +34,7 @@ ENTITY_FIELDS = {
     "id", "sequence", "captured_at", "geometry", "computed_geometry", "altitude",
     "computed_altitude", "compass_angle", "computed_compass_angle", "computed_rotation",
     "camera_type", "camera_parameters", "make", "model", "width", "height", "is_pano",
-    "exif_orientation", "creator", "organization_id",
+    "exif_orientation", "creator", "organization_id", "merge_cc",
 }  # fmt: skip
 
 # One car and one panorama sequence, small images, many bad ones: cheap to render twice.
@@ -123,10 +123,13 @@ def test_entities_have_exactly_the_api_v4_fields_with_the_right_types(tiny_city)
     assert len(meta) >= 30
     assert [m["id"] for m in meta] == sorted(m["id"] for m in meta)
     assert len({m["id"] for m in meta}) == len(meta)
-    assert ENTITY_FIELDS <= KNOWN_FIELDS, "every field is one the fixture server can serve"
+    # every field is one the server can serve; the organization goes out as `organization`
+    assert ENTITY_FIELDS - {"organization_id"} <= DOCUMENTED_FIELDS
+    assert "organization" in DOCUMENTED_FIELDS and "organization_id" not in DOCUMENTED_FIELDS
     sequences = tiny_city.sequences()
     for m in meta:
-        assert set(m) == ENTITY_FIELDS, m["id"]
+        pano_less = {"camera_parameters"} if m["camera_type"] == "spherical" else set()
+        assert set(m) == ENTITY_FIELDS - pano_less, m["id"]
         assert isinstance(m["id"], str) and m["id"].isdigit() and str(int(m["id"])) == m["id"]
         assert isinstance(m["sequence"], str) and m["id"] in sequences[m["sequence"]]
         assert type(m["captured_at"]) is int and m["captured_at"] >= EPOCH_MS
@@ -148,12 +151,15 @@ def test_entities_have_exactly_the_api_v4_fields_with_the_right_types(tiny_city)
             assert len(params) == 3 and all(isinstance(v, float) for v in params)
             focal, k1, k2 = params
             assert 0.5 < focal < 1.2 and abs(k1) < 0.2 and abs(k2) < 0.2
-        else:
-            assert m["camera_parameters"] == []
+        else:  # spherical images have no camera_parameters (docs/MAPILLARY_API.md)
+            assert "camera_parameters" not in m
         assert isinstance(m["make"], str) and isinstance(m["model"], str)
         assert m["exif_orientation"] == 1
         assert set(m["creator"]) == {"id", "username"} and m["creator"]["id"].isdigit()
         assert m["organization_id"] is None
+        # merge_cc: one connected component per sequence, beyond what a double holds exactly
+        assert type(m["merge_cc"]) is int and 2**53 < m["merge_cc"] < 2**63
+        assert len({x["merge_cc"] for x in meta if x["sequence"] == m["sequence"]}) == 1
         assert type(m["width"]) is int and type(m["height"]) is int
         with Image.open(tiny_city.image_path(m["id"])) as im:
             assert im.format == "JPEG"

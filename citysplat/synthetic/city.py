@@ -124,7 +124,7 @@ def _rotation_vector_w2c(rotation_c2w: np.ndarray) -> list[float]:
 
 def image_entity(c: Capture, rep, spec: CitySpec) -> dict:
     """The API v4 image entity for one capture (thumb URLs are minted by the server)."""
-    return {
+    entity = {
         "id": c.image_id,
         "sequence": c.sequence_id,
         "captured_at": c.captured_at_ms,
@@ -139,8 +139,7 @@ def image_entity(c: Capture, rep, spec: CitySpec) -> dict:
         "computed_compass_angle": round(rep.computed_compass, 3),
         "computed_rotation": _rotation_vector_w2c(c.rotation),
         "camera_type": c.camera.camera_type,
-        # spherical images omit camera_parameters rather than answering [] (docs/MAPILLARY_API.md)
-        "camera_parameters": c.camera.camera_parameters or None,
+        "camera_parameters": c.camera.camera_parameters,
         "make": c.make,
         "model": c.model,
         "width": c.camera.width,
@@ -151,6 +150,10 @@ def image_entity(c: Capture, rep, spec: CitySpec) -> dict:
         "organization_id": None,
         "merge_cc": merge_cc(spec.seed, c.sequence_id),
     }
+    if not entity["camera_parameters"]:
+        # spherical images omit camera_parameters rather than answering [] (MAPILLARY_API.md)
+        del entity["camera_parameters"]
+    return entity
 
 
 
