@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from citysplat.progress import progress_callback
 
@@ -53,8 +55,9 @@ SeedOption = typer.Option(7, "--seed", help="Seed of the generated city (same se
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line saying what is wrong and how to fix it, and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print one line saying what is wrong and how to fix it, and exit non-zero. The message is
+    printed as it is: brackets in a path or a server's message are text, never markup."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
     raise typer.Exit(code)
 
 
@@ -154,7 +157,7 @@ def fixture_truth(
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(city.root / "truth", out, dirs_exist_ok=True)
     (out / "metadata.json").write_text((city.root / "metadata.json").read_text())
-    console.print(f"Wrote the ground truth of {len(city.metadata)} images to {out}")
+    console.print(Text(f"Wrote the ground truth of {len(city.metadata)} images to {out}"))
 
 
 @fixture_app.command("info")
@@ -219,6 +222,9 @@ def ingest(
     download: bool = typer.Option(False, "--download", help="Also download every image."),
     size: str = typer.Option("2048", help="Download size: 256, 1024, 2048 or original."),
     refresh: bool = typer.Option(False, help="Fetch metadata again for images already known."),
+    max_tiles: int = typer.Option(
+        25_000, "--max-tiles", help="Refuse areas of more z14 coverage tiles than this (0: no "
+        "cap). Mapillary's tile quota is 50,000 a day."),
     home: Path | None = typer.Option(None, envvar="CITYSPLAT_HOME",
                                         help="Data root (default ./citysplat-data)."),
 ) -> None:
@@ -230,6 +236,13 @@ def ingest(
     area = _area(bbox, geojson)
     if size not in {"256", "1024", "2048", "original"}:
         fail(f"--size {size!r}: choose 256, 1024, 2048 or original")
+    if max_tiles < 0:
+        fail("--max-tiles must be 0 (no cap) or more")
+    cap = max_tiles or None
+    try:
+        area.check_size(cap)
+    except ValueError as exc:
+        fail(f"{'--bbox' if bbox is not None else '--geojson'}: {exc}")
     config = _mapillary_config()
     _api_call(preflight, area, config)
     root = data_root(home)
@@ -237,7 +250,8 @@ def ingest(
     with progress_callback(f"Ingesting {area.name or 'area'}") as cb:
         result = _api_call(ingest_area, area, config, root / "catalog.duckdb", data_root=root,
                            download=download, size=size if size == "original" else int(size),
-                           refresh=refresh, progress=lambda stage, d, t: cb(d, t))
+                           refresh=refresh, progress=lambda stage, d, t: cb(d, t),
+                           max_tiles=cap)
     _print_ingest(result)
     if not result.complete:
         raise typer.Exit(1)
@@ -246,7 +260,7 @@ def ingest(
 def _print_ingest(result) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Ingest of {result.area} ({result.seconds:.1f} s)")
+    table = Table(title=f"Ingest of {escape(result.area)} ({result.seconds:.1f} s)")
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("coverage tiles", str(result.tiles))
@@ -257,6 +271,11 @@ def _print_ingest(result) -> None:
                   f"{result.upsert.inserted} / {result.upsert.updated} / {result.upsert.unchanged}")
     if result.missing:
         table.add_row("listed but unknown to the API", str(len(result.missing)))
+    if result.failed:
+        table.add_row("not fetched (their requests failed; re-run)", str(len(result.failed)))
+    if result.rejected:
+        table.add_row("records rejected (bad values; see `citysplat coverage`)",
+                      str(result.rejected))
     if result.rejected_fields:
         table.add_row("fields the API refused (left empty)", ", ".join(result.rejected_fields))
     if result.downloads is not None:
@@ -265,9 +284,25 @@ def _print_ingest(result) -> None:
                       f"{d.downloaded} / {d.skipped + d.recovered} / {d.failed}")
     console.print(table)
     for image_id, why in list(result.broken_images.items())[:10]:
-        console.print(f"[yellow]broken at the source[/] {image_id}: {why}")
-    if not result.complete:
-        console.print("[yellow]incomplete: run the same command again to fill what is missing[/]")
+        console.print(Text.assemble(("broken at the source ", "yellow"), f"{image_id}: {why}"))
+    for rejection in list(result.rejections.values())[:5]:
+        console.print(Text.assemble(("rejected ", "yellow"),
+                                    f"{rejection.source} {rejection.record}: {rejection.reason}"))
+    full = _disk_full(result)
+    if full:
+        console.print(Text(f"the disk is full: {full} images could not be written; free some "
+                           "space, then run the same command again", style="bold red"))
+    elif not result.complete:
+        console.print(Text("incomplete: run the same command again to fill what is missing",
+                           style="yellow"))
+
+
+def _disk_full(result) -> int:
+    """How many downloads failed for want of disk space."""
+    if result.downloads is None:
+        return 0
+    return sum("No space left" in why or "ENOSPC" in why
+               for why in result.downloads.failures.values())
 
 
 @app.command("coverage")
@@ -292,10 +327,10 @@ def coverage(
         report = coverage_report(catalog, root, area=area)
         png = plot_coverage(report, catalog, out or root / "reports" / "coverage.png")
     print_report(report, console)
-    console.print(f"Coverage map: {png}")
+    console.print(Text(f"Coverage map: {png}"))
     if report.holes:
-        console.print(f"[yellow]{len(report.holes)} tiles could not be read: run "
-                      "`citysplat ingest` again to fill them[/]")
+        console.print(Text(f"{len(report.holes)} tiles could not be read: run `citysplat "
+                           "ingest` again to fill them", style="yellow"))
         raise typer.Exit(1)
 
 
@@ -339,15 +374,16 @@ def districts(
     for column in ("district", "images", "borrowed", "part of"):
         table.add_column(column, justify="left" if column == "district" else "right")
     for d in result.districts:
-        table.add_row(d.name, str(len(d.image_ids)), str(len(d.borrowed_ids)), d.parent or "")
+        table.add_row(Text(d.name), str(len(d.image_ids)), str(len(d.borrowed_ids)),
+                      Text(d.parent or ""))
     console.print(table)
     if result.unassigned:
-        console.print(f"[yellow]{len(result.unassigned)} images are in no district[/] "
-                      "(no position, or an isolated handful)")
+        console.print(Text.assemble((f"{len(result.unassigned)} images are in no district",
+                                     "yellow"), " (no position, or an isolated handful)"))
     if not result.districts:
         fail("no district holds any image: lower --min-cluster-size, or draw polygons "
              "around the images (--geojson)", code=1)
-    console.print(f"District folders: {layout.districts_dir}")
+    console.print(Text(f"District folders: {layout.districts_dir}"))
 
 
 def _print_sfm(result, title: str) -> None:
@@ -368,10 +404,10 @@ def _print_sfm(result, title: str) -> None:
     table.add_row("time", f"{result.seconds:.1f} s")
     console.print(table)
     for name, why in list(result.unusable.items())[:5]:
-        console.print(f"[yellow]skipped[/] {name}: {why}")
+        console.print(Text.assemble(("skipped ", "yellow"), f"{name}: {why}"))
     for message in result.messages:
-        console.print(f"[yellow]note:[/] {message}")
-    console.print(f"Model: {result.sparse_dir}\nMetrics: {result.metrics_path}")
+        console.print(Text.assemble(("note: ", "yellow"), str(message)))
+    console.print(Text(f"Model: {result.sparse_dir}\nMetrics: {result.metrics_path}"))
 
 
 def _sfm_call(fn, *args, **kwargs):
@@ -409,7 +445,7 @@ def reconstruct(
                             log=lambda m: err.print(m, highlight=False))
     _print_sfm(outcome.sfm, f"{district}: {outcome.pairs} pairs matched "
                f"({outcome.figures()['pairs_fraction']:.1%} of all)")
-    console.print(f"Plot: {outcome.plot}")
+    console.print(Text(f"Plot: {outcome.plot}"))
 
 
 @app.command("reconstruct-folder")
@@ -485,7 +521,7 @@ def _print_train(result) -> None:
     if result.resumed_from:
         table.add_row("resumed from step", str(result.resumed_from))
     console.print(table)
-    console.print(f"PLY: {result.ply_path}\nMetrics: {result.metrics_path}")
+    console.print(Text(f"PLY: {result.ply_path}\nMetrics: {result.metrics_path}"))
 
 
 @app.command("train-model")

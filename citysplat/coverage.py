@@ -128,6 +128,9 @@ class CoverageReport:
     unplaced_images: int
     """Catalog images without a position in this tileset (no computed pose, for the computed
     tileset): they belong to no tile."""
+    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["source", "record", "reason", "seen_at"]))
+    """Records the ingest kept out of the catalog, with their reasons (the ``rejected`` table)."""
 
     @property
     def holes(self) -> list[TileCoverage]:
@@ -316,7 +319,7 @@ def coverage_report(catalog: Catalog, data_root: str | Path | None = None, area:
             error=(None if rec is None or rec.error is None or pd.isna(rec.error)
                    else str(rec.error))))
 
-    report = CoverageReport(tileset=tileset, tiles=out, districts=[],
+    report = CoverageReport(tileset=tileset, tiles=out, districts=[], rejected=catalog.rejected(),
                             generated_at=datetime.now(UTC), catalog_images=int(n_images),
                             unplaced_images=int(n_unplaced))
     for name, geom in district_geoms.items():
@@ -366,6 +369,7 @@ def print_report(report: CoverageReport, console: Any = None, max_rows: int = 40
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
     tot = report.totals()
@@ -400,9 +404,9 @@ def print_report(report: CoverageReport, console: Any = None, max_rows: int = 40
     console.print(table)
     for t in rows:
         if t.error and t.status in ("hole", "stale"):
-            console.print(f"  [{_STATUS_STYLE[t.status]}]{t.z}/{t.x}/{t.y}[/] last fetch "
-                          f"{t.fetched_at:%Y-%m-%d %H:%M} failed: {t.error}"
-                          if t.fetched_at else f"  {t.z}/{t.x}/{t.y} failed: {t.error}")
+            when = f" last fetch {t.fetched_at:%Y-%m-%d %H:%M}" if t.fetched_at else ""
+            console.print(Text.assemble("  ", (f"{t.z}/{t.x}/{t.y}", _STATUS_STYLE[t.status]),
+                                        f"{when} failed: {t.error}"))  # a server's words: text
     if report.districts:
         dt = Table(title="districts", box=box.SIMPLE_HEAD, collapse_padding=True,
                    pad_edge=False, caption="images: catalog images inside; listed: of those, "
@@ -413,11 +417,16 @@ def print_report(report: CoverageReport, console: Any = None, max_rows: int = 40
         for d in report.districts:
             notes = ", ".join(f"{n} {w}" for n, w in ((d.stale, "stale"),
                                                      (d.unfetched, "unfetched")) if n)
-            dt.add_row(d.name, f"{d.tiles}" + (f" ({notes})" if notes else ""),
+            dt.add_row(Text(d.name), f"{d.tiles}" + (f" ({notes})" if notes else ""),
                        f"[red]{d.holes}[/]" if d.holes else "0", f"{d.in_catalog:,}",
                        f"{d.listed_in_catalog:,}", f"{d.downloaded:,}", f"{d.download_failed:,}",
                        _pct(d.download_fraction), f"{d.missing_in_tiles:,}")
         console.print(dt)
+    if len(report.rejected):
+        console.print(Text(f"{len(report.rejected):,} records were rejected by the ingest "
+                           "(kept in the catalog's rejected table):", style="yellow"))
+        for r in report.rejected.head(5).itertuples():
+            console.print(Text(f"  {r.source} {r.record}: {r.reason}"))
 
 
 def _plural(n: int, word: str) -> str:

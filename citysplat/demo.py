@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from citysplat.catalog import Catalog
 from citysplat.config import data_root
@@ -89,7 +90,7 @@ def run_demo(city: SyntheticCity, console: Console, root: Path | None = None, *,
         f" API requests); downloads: {d.downloaded} new, {d.skipped + d.recovered} already "
         f"there, {d.failed} failed")
     for image_id, why in list(d.failures.items())[:5]:
-        console.print(f"  [yellow]not downloadable[/] {image_id}: {why}")
+        console.print(Text.assemble("  ", ("not downloadable", "yellow"), f" {image_id}: {why}"))
     city_map = plot_city_map(city, root / "reports" / "sample_city_map.png")
     console.print(f"Coverage map: {coverage_png}\nCity map: {city_map}")
     demo = DemoResult(result, catalog_images, len(city.metadata), coverage_png, city_map)

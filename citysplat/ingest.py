@@ -17,8 +17,9 @@ from pathlib import Path
 
 from citysplat import event_loop
 from citysplat.catalog import Catalog, UpsertStats
+from citysplat.catalog.validate import Rejection
 from citysplat.download import DownloadSummary, download_images
-from citysplat.mapillary import Area, MapillaryClient, MapillaryConfig, scan_tiles
+from citysplat.mapillary import MAX_TILES, Area, MapillaryClient, MapillaryConfig, scan_tiles
 
 ENTITY_CHUNK = 1000  # entities fetched and upserted per step (crash granularity)
 DEFAULT_TILESET = "mly1_public"  # every image, processed or not (the computed set lags)
@@ -39,12 +40,21 @@ class IngestResult:
     listed: int = 0
     fetched: int = 0
     missing: list[str] = field(default_factory=list)  # listed by tiles, unknown to the API
+    failed: dict[str, str] = field(default_factory=dict)  # id -> why its batch failed
+    rejections: dict[tuple[str, str], Rejection] = field(default_factory=dict, repr=False)
+    """Records kept out of the catalog (bad values, unusable tile features, answers for ids
+    not asked for), by (source, record): also in the catalog's ``rejected`` table."""
     upsert: UpsertStats = field(default_factory=UpsertStats)
     downloads: DownloadSummary | None = None
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     rejected_fields: dict[str, str] = field(default_factory=dict)
     """Image fields the API refused (name -> its message): fetched without, their columns empty."""
     seconds: float = 0.0
+
+    @property
+    def rejected(self) -> int:
+        """How many records were rejected (see :attr:`rejections`)."""
+        return len(self.rejections)
 
     @property
     def broken_images(self) -> dict[str, str]:
@@ -59,7 +69,7 @@ class IngestResult:
     def complete(self) -> bool:
         """Every tile read, every listed image catalogued, and (if asked) every image that
         can be downloaded is: what a re-run could still fill is nothing."""
-        ok = self.tiles_failed == 0 and not self.missing
+        ok = self.tiles_failed == 0 and not self.missing and not self.failed
         if self.downloads is None:
             return ok
         return ok and self.downloads.failed == len(self.broken_images)
@@ -77,10 +87,16 @@ async def ingest_area_async(
     tileset: str = DEFAULT_TILESET,
     progress: ProgressFn | None = None,
     download_progress: bool = False,
+    max_tiles: int | None = MAX_TILES,
 ) -> IngestResult:
-    """Enumerate ``area`` through the coverage tiles, catalogue every image, download them."""
+    """Enumerate ``area`` through the coverage tiles, catalogue every image, download them.
+
+    An area over ``max_tiles`` z14 tiles raises :class:`~citysplat.mapillary.AreaTooLargeError`
+    before anything is fetched. A record that cannot be catalogued is rejected (counted, kept
+    in the catalog's ``rejected`` table with its reason), never a reason to stop the rest."""
     started = time.perf_counter()
     result = IngestResult(area=area.name or "area")
+    area.check_size(max_tiles)
     tiles = area.tiles()
     result.tiles = len(tiles)
     async with MapillaryClient(config) as client:
@@ -89,6 +105,9 @@ async def ingest_area_async(
             done_tiles = 0
             async for tile in scan_tiles(client, area, tileset, tiles=tiles):
                 catalog.record_tiles([tile])
+                _reject(result, catalog, [Rejection(f"tile {tileset}/{tile.z}/{tile.x}/{tile.y}",
+                                                    feature, why)
+                                          for feature, why in tile.unusable])
                 done_tiles += 1
                 if tile.ok:
                     listed.update(im.image_id for im in tile.images)
@@ -106,14 +125,17 @@ async def ingest_area_async(
 
             known = set() if refresh else catalog.image_ids() & listed
             todo = sorted(listed - known)
+            unanswered: list[str] = []
             for start in range(0, len(todo), ENTITY_CHUNK):
                 chunk = todo[start:start + ENTITY_CHUNK]
-                entities = await client.entities(chunk, _catalog_fields())
-                result.upsert = result.upsert + catalog.upsert_images(entities.values())
-                result.fetched += len(entities)
-                result.missing += [i for i in chunk if i not in entities]
+                unanswered += await _fetch_and_store(client, catalog, chunk, result)
                 if progress:
                     progress("entities", min(start + ENTITY_CHUNK, len(todo)), len(todo))
+            if unanswered:  # asked once more (one by one) before they count as holes
+                client.failed_ids.clear()
+                still = await _fetch_and_store(client, catalog, unanswered, result, batch=False)
+                result.failed = dict(client.failed_ids)
+                result.missing = [i for i in still if i not in result.failed]
             catalog.refresh_sequences()
 
             if download:
@@ -146,6 +168,43 @@ def ingest_area(area: Area, config: MapillaryConfig, catalog_path: Path, **kwarg
                 ) -> IngestResult:
     """Synchronous :func:`ingest_area_async` (for the CLI and Dagster)."""
     return event_loop.run(ingest_area_async(area, config, catalog_path, **kwargs))
+
+
+async def _fetch_and_store(client: MapillaryClient, catalog: Catalog, ids: list[str],
+                           result: IngestResult, *, batch: bool = True) -> list[str]:
+    """Fetch the entities of ``ids`` and upsert them; returns the ids with no answer (unknown
+    to the API, their batch failed, or the answer was not the one asked for). An answer the
+    catalog rejects is final: it is not asked for again."""
+    if batch:
+        entities = await client.entities(ids, _catalog_fields(), skip_failed=True)
+    else:
+        entities = {}
+        for image_id in ids:
+            entities.update(await client.entities([image_id], _catalog_fields(),
+                                                  skip_failed=True))
+    stats = catalog.upsert_images(entities.values())
+    result.upsert = result.upsert + stats
+    result.fetched += stats.total
+    _reject(result, catalog, client.rejections)
+    client.rejections.clear()
+    if stats.rejected:  # the catalog has stored them; count every one, not just the examples
+        stored = catalog.image_ids() & set(entities)
+        _count(result, [r for r in stats.rejections])
+        for image_id in set(entities) - stored - {r.record for r in stats.rejections}:
+            _count(result, [Rejection("entity", image_id, "rejected by the catalog")])
+    return [i for i in ids if i not in entities]
+
+
+def _reject(result: IngestResult, catalog: Catalog, rejections: list[Rejection]) -> None:
+    """Keep ``rejections`` in the catalog and count them in ``result``."""
+    if rejections:
+        catalog.record_rejections(rejections)
+        _count(result, rejections)
+
+
+def _count(result: IngestResult, rejections: list[Rejection]) -> None:
+    for r in rejections:
+        result.rejections[(r.source, r.record)] = r
 
 
 def _catalog_fields() -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,7 +18,9 @@ from rich.progress import (
 
 @contextmanager
 def progress_callback(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with rate and ETA, driven by ``callback(done, total)``."""
+    """A rich progress bar with rate and ETA, driven by ``callback(done, total)``. The
+    description is shown as text (an area or district name may hold brackets)."""
+    description = escape(description)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -310,7 +310,7 @@ def test_the_token_never_appears_in_logs_errors_or_urls(make_mapillary_server, s
             texts.extend(t.error or "" for t in scan.tiles)
             assert not scan.complete
             await client.entities([i.id for i in small_world], CATALOG_FIELDS)
-            await client.search_bbox((-122.505, 37.748, -122.488, 37.762))  # httpx logs it
+            await client.search_bbox((-122.505, 37.748, -122.488, 37.762))
             logging.getLogger("httpx").info(  # as a library would log a tile URL
                 "HTTP Request: GET %s", f"{server.tiles_url}/mly1_public/2/14/1/1?access_token="
                 + quote(SECRET, safe=""))

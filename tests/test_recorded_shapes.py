@@ -172,8 +172,8 @@ def test_the_decoder_reads_ids_from_the_id_property_and_lists_the_unusable():
     layer = decode_image_layer(recorded_tile(), 14, TILE.x, TILE.y)
     assert sorted(i.image_id for i in layer.images) == sorted(USABLE)  # never a feature id
     assert len(layer.unusable) == len(UNUSABLE)
-    assert layer.unusable == ["feature 3: id ''", "feature 4: id 'abc'",
-                              "feature 5: id '../../x'", "feature 6: id missing"]
+    assert layer.unusable == [("feature 3", "id ''"), ("feature 4", "id 'abc'"),
+                              ("feature 5", "id '../../x'"), ("feature 6", "id missing")]
     assert layer.problem().startswith("4 of 6 image features have no usable image id")
     assert all(i.sequence_id == "molgqe2gsdmg96rqw4jjmg" for i in layer.images)
 

@@ -95,6 +95,12 @@ DDL: tuple[str, ...] = (
         name VARCHAR NOT NULL PRIMARY KEY,
         geometry VARCHAR NOT NULL,       -- GeoJSON geometry, lon/lat
         created_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS rejected (
+        source VARCHAR NOT NULL,         -- 'entity' (the Graph API) or 'tile z/x/y'
+        record VARCHAR NOT NULL,         -- the record's id as served (printable, shortened)
+        reason VARCHAR NOT NULL,
+        seen_at TIMESTAMPTZ,
+        PRIMARY KEY (source, record))""",
     """CREATE TABLE IF NOT EXISTS district_images (
         name VARCHAR NOT NULL,
         image_id VARCHAR NOT NULL)""",

@@ -26,6 +26,7 @@ from shapely.geometry.base import BaseGeometry
 
 from citysplat.catalog.normalize import dedupe_last, staging_frame
 from citysplat.catalog.schema import DDL, IMAGE_COLUMN_NAMES, SCHEMA_VERSION, images_ddl
+from citysplat.catalog.validate import Rejection, row_problems, screen_entities
 from citysplat.config import data_root
 
 CATALOG_FILENAME = "catalog.duckdb"
@@ -49,11 +50,15 @@ class CatalogLockedError(RuntimeError):
 
 @dataclass(frozen=True)
 class UpsertStats:
-    """What an upsert did: new rows, rows whose content changed, rows left as they were."""
+    """What an upsert did: new rows, rows whose content changed, rows left as they were, and
+    the records rejected at the catalog's door (kept in the ``rejected`` table; up to
+    :data:`MAX_REJECTION_EXAMPLES` of them in ``rejections``)."""
 
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejected: int = 0
+    rejections: tuple[Rejection, ...] = ()
 
     @property
     def total(self) -> int:
@@ -61,7 +66,11 @@ class UpsertStats:
 
     def __add__(self, other: UpsertStats) -> UpsertStats:
         return UpsertStats(self.inserted + other.inserted, self.updated + other.updated,
-                           self.unchanged + other.unchanged)
+                           self.unchanged + other.unchanged, self.rejected + other.rejected,
+                           (self.rejections + other.rejections)[:MAX_REJECTION_EXAMPLES])
+
+
+MAX_REJECTION_EXAMPLES = 100
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -75,8 +84,27 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _prepare(batch: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, dict[str, int]]:
-    return staging_frame(dedupe_last(batch))
+def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Unregister a DataFrame view, quietly when the transaction has already failed (so the
+    error that failed it is the one that reaches the caller)."""
+    try:
+        con.unregister(name)
+    except duckdb.Error:
+        pass
+
+
+def _prepare(batch: Sequence[Any]) -> tuple[pd.DataFrame, dict[str, int], list[Rejection]]:
+    """The batch's staging frame (valid rows only), list widths, and its rejected records."""
+    entities, rejected = screen_entities(batch)
+    if not entities:
+        return pd.DataFrame(), {}, rejected
+    frame, widths = staging_frame(dedupe_last(entities))
+    reasons = row_problems(frame)
+    bad = reasons != None  # noqa: E711 - elementwise
+    if bad.any():
+        rejected += [Rejection("entity", i, r) for i, r in zip(frame["id"][bad], reasons[bad])]
+        frame = frame[~bad].reset_index(drop=True)
+    return frame, widths, rejected
 
 
 def default_catalog_path(root: str | Path | None = None) -> Path:
@@ -304,7 +332,9 @@ class Catalog:
                       ) -> UpsertStats:
         """Insert new image entities and update those whose content changed (by content hash);
         unchanged rows keep their ``updated_at``. Entities are consumed in batches of
-        ``batch_size``, each in one transaction, then the touched sequences are refreshed."""
+        ``batch_size``, each in one transaction, then the touched sequences are refreshed.
+        An entity that fails :mod:`citysplat.catalog.validate` is not stored: it goes to the
+        ``rejected`` table with its reason and is counted, and the rest of its batch goes on."""
         self._writable()
         now = _utc(now) or datetime.now(UTC)
         stats = UpsertStats()
@@ -321,14 +351,22 @@ class Catalog:
                 stats += self._write_batch(*pending.result(), now)
         return stats
 
-    def _write_batch(self, frame: pd.DataFrame, widths: Mapping[str, int], now: datetime
-                     ) -> UpsertStats:
+    def _write_batch(self, frame: pd.DataFrame, widths: Mapping[str, int],
+                     rejected: list[Rejection], now: datetime) -> UpsertStats:
+        if frame.empty:
+            self.record_rejections(rejected, now)
+            return UpsertStats(rejected=len(rejected),
+                               rejections=tuple(rejected[:MAX_REJECTION_EXAMPLES]))
         with self._transaction() as con:
             con.register("_stage_df", frame)
             try:
                 con.execute(_stage_sql(widths))
             finally:
-                con.unregister("_stage_df")
+                _unregister(con, "_stage_df")
+            self._store_rejections(con, rejected, now)
+            # an entity that is valid now is no longer a rejected one
+            con.execute("DELETE FROM rejected WHERE source = 'entity' AND record IN "
+                        "(SELECT id FROM _stage)")
             con.execute("""CREATE OR REPLACE TEMP TABLE _changes AS
                 SELECT s.id, s.sequence_id, i.sequence_id AS old_sequence_id,
                        i.id IS NULL AS is_new
@@ -364,7 +402,43 @@ class Catalog:
             con.execute("DROP TABLE IF EXISTS _stage")
             con.execute("DROP TABLE IF EXISTS _changes")
             con.execute("DROP TABLE IF EXISTS _touched")
-        return UpsertStats(int(inserted), int(changed), len(frame) - int(inserted) - int(changed))
+        return UpsertStats(int(inserted), int(changed), len(frame) - int(inserted) - int(changed),
+                           len(rejected), tuple(rejected[:MAX_REJECTION_EXAMPLES]))
+
+    # -- rejected records ---------------------------------------------------------------------
+    def record_rejections(self, rejections: Iterable[Rejection],
+                          now: datetime | None = None) -> int:
+        """Keep records that could not be catalogued aside with their reasons (the
+        ``rejected`` table; the latest reason per source and record). Returns how many."""
+        rows = list(rejections)
+        if not rows:
+            return 0
+        self._writable()
+        with self._transaction() as con:
+            self._store_rejections(con, rows, _utc(now) or datetime.now(UTC))
+        return len(rows)
+
+    def _store_rejections(self, con: duckdb.DuckDBPyConnection, rows: Sequence[Rejection],
+                          now: datetime) -> None:
+        if not rows:
+            return
+        frame = pd.DataFrame(list(rows), columns=["source", "record", "reason"])
+        frame = frame.drop_duplicates(["source", "record"], keep="last")
+        frame["seen_at"] = pd.Timestamp(now)
+        con.register("_rejected_df", frame)
+        try:
+            con.execute("""INSERT INTO rejected SELECT source, record, reason, seen_at
+                FROM _rejected_df ON CONFLICT (source, record) DO UPDATE
+                SET reason = excluded.reason, seen_at = excluded.seen_at""")
+        finally:
+            _unregister(con, "_rejected_df")
+
+    def rejected(self) -> pd.DataFrame:
+        """The rejected records: ``source, record, reason, seen_at``, newest first."""
+        try:
+            return self.sql("SELECT * FROM rejected ORDER BY seen_at DESC, source, record")
+        except duckdb.CatalogException:  # a catalog from before the table, opened read-only
+            return pd.DataFrame(columns=["source", "record", "reason", "seen_at"])
 
     def _refresh_sequences(self, where: str, now: datetime) -> None:
         self.con.execute(f"""INSERT INTO sequences

@@ -3,9 +3,11 @@ enumeration through the z14 coverage tiles."""
 
 from citysplat.mapillary.area import (
     CATALOG_FIELDS,
+    MAX_TILES,
     TILESETS,
     Area,
     AreaScan,
+    AreaTooLargeError,
     ImageLayer,
     TileImage,
     TileResult,
@@ -34,6 +36,8 @@ from citysplat.mapillary.errors import (
 
 __all__ = [
     "CATALOG_FIELDS",
+    "MAX_TILES",
+    "AreaTooLargeError",
     "TILESETS",
     "ApiError",
     "Area",

@@ -30,6 +30,7 @@ from shapely.geometry import MultiPolygon, Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
+from citysplat.catalog.validate import shown
 from citysplat.mapillary._aio import bounded_as_completed
 from citysplat.mapillary.client import MapillaryClient
 from citysplat.mapillary.errors import AuthError, MapillaryError
@@ -52,6 +53,10 @@ CATALOG_FIELDS: tuple[str, ...] = (
 API refuses is dropped for the run by the client, so its column stays empty."""
 IMAGE_ID = re.compile(r"^[0-9]{1,20}$")
 """Mapillary image ids are decimal digits (a 64-bit integer)."""
+MAX_TILES = 25_000
+"""Default cap on the z14 tiles of one area: half a day of Mapillary's published tile quota
+(50,000 a day), about a country the size of Belgium. Larger areas need an explicit override."""
+TILE_QUOTA_PER_DAY = 50_000
 
 ProgressFn = Callable[[int, int], None]
 _POINT = 1
@@ -98,6 +103,32 @@ class Area:
         w, s, e, n = self.geometry.bounds
         return w, s, e, n
 
+    def tile_bound(self, zoom: int = ZOOM) -> int:
+        """An upper bound of :meth:`tiles`' count (the tiles of each part's bounding box),
+        computed without listing them."""
+        total = 0
+        for part in self._parts():
+            w, s, e, n = part.bounds
+            lo = mercantile.tile(w, min(n, 85.0511), zoom)
+            hi = mercantile.tile(min(e, 180 - 1e-9), max(s, -85.0511), zoom)
+            total += (hi.x - lo.x + 1) * (hi.y - lo.y + 1)
+        return total
+
+    def check_size(self, max_tiles: int | None = MAX_TILES, zoom: int = ZOOM) -> int:
+        """The tile bound; :class:`AreaTooLargeError` when it exceeds ``max_tiles`` (None: no
+        cap)."""
+        bound = self.tile_bound(zoom)
+        if max_tiles is not None and bound > max_tiles:
+            raise AreaTooLargeError(bound, max_tiles)
+        return bound
+
+    def _parts(self) -> list[Polygon]:
+        return (
+            list(self.geometry.geoms)
+            if isinstance(self.geometry, MultiPolygon)
+            else [self.geometry]
+        )
+
     def tiles(self, zoom: int = ZOOM) -> list[mercantile.Tile]:
         """The tiles at ``zoom`` that intersect the area (not just its bounding box), sorted."""
         parts = (
@@ -122,6 +153,19 @@ class Area:
         shapely.prepare(self.geometry)
         return shapely.intersects_xy(
             self.geometry, np.asarray(lons, float), np.asarray(lats, float)
+        )
+
+
+class AreaTooLargeError(ValueError):
+    """The area covers more z14 coverage tiles than the cap allows."""
+
+    def __init__(self, tiles: int, cap: int) -> None:
+        self.tiles, self.cap = tiles, cap
+        days = tiles / TILE_QUOTA_PER_DAY
+        super().__init__(
+            f"the area covers up to {tiles:,} z14 coverage tiles (about {days:.1f} days of "
+            f"Mapillary's tile quota of {TILE_QUOTA_PER_DAY:,} a day), over the cap of {cap:,}: "
+            "split it into smaller areas, or raise the cap with --max-tiles"
         )
 
 
@@ -173,6 +217,8 @@ def _load_geojson(obj: Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[st
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"GeoJSON: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("GeoJSON: nested too deeply to be a GeoJSON file") from None
     if not isinstance(data, Mapping):
         raise ValueError("GeoJSON: expected a JSON object")
     return data
@@ -228,7 +274,15 @@ def polygon_from_geojson(obj: Mapping[str, Any] | str | os.PathLike[str]) -> Pol
                 f"GeoJSON coordinates are out of lon/lat range (bounds {geom.bounds}): GeoJSON is "
                 "WGS84 longitude, latitude in degrees (RFC 7946); reproject it first"
             )
+        if e - w > 180:
+            raise ValueError(
+                f"GeoJSON {geometry.get('type')} spans {e - w:.1f} degrees of longitude: a "
+                "polygon across the antimeridian (180 degrees) must be cut in two, one part on "
+                "each side (RFC 7946, section 3.1.9), as a --bbox across it must be split"
+            )
         parts.append(geom)
+    if not parts:
+        raise ValueError("GeoJSON holds no polygon (an empty GeometryCollection or Feature list)")
     merged = shapely.union_all(parts) if len(parts) > 1 else parts[0]
     if merged.area <= 0 or merged.geom_type not in ("Polygon", "MultiPolygon"):
         raise ValueError("GeoJSON area is empty (zero area)")
@@ -268,6 +322,8 @@ class TileResult:
     content_sha256: str | None = None
     error: str | None = None
     images: list[TileImage] = field(default_factory=list, repr=False)
+    unusable: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    """Features of the image layer that are not images: ``(feature, why)``."""
 
     @property
     def ok(self) -> bool:
@@ -339,14 +395,16 @@ class ImageLayer:
     (no image id in the ``id`` property, or one that is not decimal digits), with why."""
 
     images: list[TileImage] = field(default_factory=list)
-    unusable: list[str] = field(default_factory=list)
+    unusable: list[tuple[str, str]] = field(default_factory=list)
+    """``(feature, why)`` for each feature that is not an image, e.g. ``("feature 3", "id ''")``."""
 
     def problem(self) -> str | None:
         """One line for a tile with unusable features (None when every feature was usable)."""
         if not self.unusable:
             return None
         total = len(self.images) + len(self.unusable)
-        shown = "; ".join(self.unusable[:3]) + ("; ..." if len(self.unusable) > 3 else "")
+        shown = "; ".join(f"{f}: {why}" for f, why in self.unusable[:3])
+        shown += "; ..." if len(self.unusable) > 3 else ""
         return f"{len(self.unusable)} of {total} image features have no usable image id ({shown})"
 
 
@@ -384,7 +442,7 @@ def decode_image_layer(data: bytes, z: int, x: int, y: int) -> ImageLayer:
     props: list[dict[str, Any]] = []
     us: list[int] = []
     vs: list[int] = []
-    unusable: list[str] = []
+    unusable: list[tuple[str, str]] = []
     for n, feature in enumerate(layer.features):
         geometry = feature.geometry
         if feature.type != _POINT or len(geometry) < 3 or geometry[0] & 0x7 != 1:
@@ -393,8 +451,10 @@ def decode_image_layer(data: bytes, z: int, x: int, y: int) -> ImageLayer:
         p = {keys[tags[k]]: values[tags[k + 1]] for k in range(0, len(tags) - 1, 2)}
         image_id = _image_id(p.get("id"))
         if image_id is None:
-            raw = repr(p["id"])[:24] if "id" in p else "missing"
-            unusable.append(f"feature {feature.id if feature.HasField('id') else n}: id {raw}")
+            raw = shown(p["id"], 24) if "id" in p else "missing"
+            if "id" in p and isinstance(p["id"], str):
+                raw = repr(raw)
+            unusable.append((f"feature {feature.id if feature.HasField('id') else n}", f"id {raw}"))
             continue
         ids.append(image_id)
         props.append(p)
@@ -455,9 +515,8 @@ async def fetch_tile(
     if problem is not None:
         # a hole with a reason: the usable images still count, the tile is not complete
         log.warning("coverage tile %s/%d/%d/%d: %s", tileset, z, x, y, problem)
-        return TileResult(
-            tileset, z, x, y, "failed", ids, content_sha256=digest, error=problem, images=images
-        )
+        return TileResult(tileset, z, x, y, "failed", ids, content_sha256=digest, error=problem,
+                          images=images, unusable=layer.unusable)
     return TileResult(tileset, z, x, y, "ok", ids, content_sha256=digest, images=images)
 
 

@@ -11,8 +11,8 @@
   and bodies cut short; a ``Retry-After`` is honoured and pauses the whole API class.
 * Each API class (entity, search, tiles) has its own rate limiter (aiolimiter); Graph and tile
   requests share a concurrency bound. Thumbnails go to the CDN without any auth header.
-* Entity and tile requests (the downloader asks for fresh thumbnail URLs 50 ids at a time) and
-  thumbnails go over aiohttp, search over httpx: aiohttp costs about a fifth of httpx's CPU per
+* Every request goes over aiohttp (the downloader asks for fresh thumbnail URLs 50 ids at a
+  time, then fetches the thumbnails): aiohttp costs about a fifth of httpx's CPU per
   request, which is what bounds concurrent downloading on a small machine.
 * :attr:`MapillaryClient.stats` counts requests, retries and failures per API class.
 """
@@ -20,12 +20,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import functools
 import json
 import logging
-import math
 import re
 import ssl
 import time
@@ -37,12 +35,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-import httpx
+import httpx  # only for its certificate store (certifi, or SSL_CERT_FILE / SSL_CERT_DIR)
 import yarl
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential, wait_random
 
+from citysplat.catalog.validate import Rejection, shown
 from citysplat.mapillary._aio import bounded_as_completed
 from citysplat.mapillary.config import MapillaryConfig, RateLimit
 from citysplat.mapillary.errors import (
@@ -53,6 +52,7 @@ from citysplat.mapillary.errors import (
     NetworkError,
     NotFoundError,
     RateLimitError,
+    ResponseTooLargeError,
     TransientError,
     UrlExpiredError,
 )
@@ -71,7 +71,6 @@ TRANSIENT_CODES = frozenset({-2, 1, 2})
 AUTH_CODES = frozenset({102, 190})
 """Graph API codes for a missing, invalid or expired access token."""
 _NONEXISTING_FIELD = re.compile(r"nonexisting field \(([^()\s]{1,64})\)")
-_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _NEEDS_QUOTING = re.compile(r"[\x00-\x20\x7f\"<>\\^`{|}]|%(?![0-9A-Fa-f]{2})")
 """What may not appear in a quoted URL (a bare "%" included): such a URL is left to yarl."""
 
@@ -90,7 +89,12 @@ class _Fetched:
         return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        """The body as JSON; ValueError when it is not JSON or nests too deeply to be an
+        API answer (Python's parser would raise RecursionError)."""
+        try:
+            return json.loads(self.content)
+        except RecursionError:
+            raise ValueError("the JSON nests too deeply") from None
 
 
 class _AioSession:
@@ -119,7 +123,10 @@ class _AioSession:
         url: str,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> _Fetched:
+        """GET ``url``; a body longer than ``max_bytes`` raises :class:`ResponseTooLargeError`
+        as soon as that is known (from Content-Length, or while reading), never held whole."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl),
@@ -134,7 +141,20 @@ class _AioSession:
         async with self._session.get(
             target, params=params, headers=headers, allow_redirects=self._follow_redirects
         ) as response:
-            body = await response.read()
+            length = response.content_length
+            if max_bytes is None or (length is not None and length <= max_bytes):
+                body = await response.read()  # aiohttp reads exactly Content-Length
+            elif length is not None:
+                raise ResponseTooLargeError(length, max_bytes)
+            else:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_any():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ResponseTooLargeError(size, max_bytes)
+                    chunks.append(chunk)
+                body = b"".join(chunks)
             return _Fetched(response.status, response.headers, body, response.reason or "")
 
     async def aclose(self) -> None:
@@ -238,7 +258,6 @@ class MapillaryClient:
         self.config = config
         self.stats = RequestStats()
         self._thumb_connections = thumb_connections
-        self._graph: _Pools | None = None
         self._api_http: _AioSession | None = None
         self._thumbs: _AioSession | None = None
         self._limiters: dict[str, AsyncLimiter] = {}
@@ -246,6 +265,11 @@ class MapillaryClient:
         self._cooldown: dict[str, float] = {}
         self.rejected_fields: dict[str, str] = {}
         """Fields the API refused this run (name -> its message); they are no longer asked for."""
+        self.rejections: list[Rejection] = []
+        """Records of answers that were not what was asked for (an entity under an id not
+        asked for, or under another id than its own), kept aside with their reasons."""
+        self.failed_ids: dict[str, str] = {}
+        """Ids whose entity batch failed after its retries (``skip_failed=True``): id -> why."""
         self._wait = _WaitRetryAfter(
             wait_exponential(multiplier=config.backoff_initial_s, max=config.backoff_max_s)
             + wait_random(0, config.backoff_initial_s),
@@ -269,18 +293,12 @@ class MapillaryClient:
 
     def open(self) -> None:
         """Create the HTTP connection pools (``async with`` does this for you)."""
-        if self._graph is not None:
+        if self._api_http is not None:
             return
         redact_library_logs()
         cfg = self.config
-        common: dict[str, Any] = {
-            "timeout": httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
-            "headers": {"User-Agent": cfg.user_agent},
-            "verify": httpx.create_ssl_context(),  # one context for all pools (creating is slow)
-        }
-        self._graph = _Pools(cfg.concurrency, follow_redirects=False, **common)
-        # the same certificate store as httpx (certifi, or SSL_CERT_FILE / SSL_CERT_DIR)
-        ssl_context = common["verify"]
+        # one context for both sessions (creating one is slow), with httpx's certificate store
+        ssl_context = httpx.create_ssl_context()
         self._api_http = _AioSession(
             cfg.concurrency, cfg, follow_redirects=False, ssl_context=ssl_context
         )
@@ -296,10 +314,10 @@ class MapillaryClient:
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        for pools in (self._graph, self._api_http, self._thumbs):
-            if pools is not None:
-                await pools.aclose()
-        self._graph = self._api_http = self._thumbs = None
+        for session in (self._api_http, self._thumbs):
+            if session is not None:
+                await session.aclose()
+        self._api_http = self._thumbs = None
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -316,22 +334,30 @@ class MapillaryClient:
         return self._json(await self._get_fields("entity", url, {}, fields), url)
 
     async def entities(
-        self, ids: Iterable[str | int], fields: Sequence[str]
+        self, ids: Iterable[str | int], fields: Sequence[str], *, skip_failed: bool = False
     ) -> dict[str, dict[str, Any]]:
         """Entities by id, fetched in concurrent batches of 50 (``GET /?ids=``). Ids the API does
-        not know are left out."""
+        not know are left out; so are answers for ids not asked for (see :attr:`rejections`).
+        With ``skip_failed``, a batch that still fails after its retries (other than for the
+        token) is logged and left out, its ids in :attr:`failed_ids`, and the rest goes on."""
         out: dict[str, dict[str, Any]] = {}
-        async for batch in self.iter_entities(ids, fields):
+        async for batch in self.iter_entities(ids, fields, skip_failed=skip_failed):
             out.update(batch)
         return out
 
     async def iter_entities(
-        self, ids: Iterable[str | int], fields: Sequence[str], *, window: int | None = None
+        self,
+        ids: Iterable[str | int],
+        fields: Sequence[str],
+        *,
+        window: int | None = None,
+        skip_failed: bool = False,
     ) -> AsyncIterator[dict[str, dict[str, Any]]]:
         """Like :meth:`entities`, yielding each batch's answer as it completes; at most ``window``
         batches (default: twice the concurrency) are in flight, so any number of ids streams."""
         batches = _chunks(_unique(ids), MAX_IDS_PER_REQUEST)
-        jobs = (functools.partial(self._entity_batch, batch, fields) for batch in batches)
+        fetch = self._entity_batch_or_skip if skip_failed else self._entity_batch
+        jobs = (functools.partial(fetch, batch, fields) for batch in batches)
         async for answer in bounded_as_completed(jobs, window or 2 * self.config.concurrency):
             yield answer
 
@@ -373,11 +399,36 @@ class MapillaryClient:
     ) -> dict[str, dict[str, Any]]:
         url = f"{self.config.graph_url}/"
         data = self._json(await self._get_fields("entity", url, {"ids": ",".join(batch)}, fields), url)
-        return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+        asked = set(batch)
+        out: dict[str, dict[str, Any]] = {}
+        for key, entity in data.items():
+            if key not in asked:
+                self.rejections.append(Rejection("entity", shown(key), "answered but not asked for"))
+            elif not isinstance(entity, dict):
+                self.rejections.append(Rejection("entity", key, "the answer is not an object"))
+            elif str(entity.get("id", key)) != key:
+                self.rejections.append(Rejection(
+                    "entity", key, f"answered with the entity of id {shown(entity.get('id'))}"))
+            else:
+                out[key] = entity
+        return out
+
+    async def _entity_batch_or_skip(
+        self, batch: list[str], fields: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        try:
+            return await self._entity_batch(batch, fields)
+        except AuthError:
+            raise
+        except MapillaryError as exc:
+            log.warning("an entity batch of %d ids failed, left for a re-run: %s", len(batch), exc)
+            for image_id in batch:
+                self.failed_ids[image_id] = str(exc)
+            return {}
 
     async def _get_fields(
         self, api: ApiClass, url: str, params: Mapping[str, str], fields: Sequence[str]
-    ) -> httpx.Response | _Fetched:
+    ) -> _Fetched:
         """GET with ``fields=``, leaving out the fields the API has refused this run; a newly
         refused field is dropped (one warning) and the request made again without it."""
         while True:
@@ -401,7 +452,7 @@ class MapillaryClient:
             message,
         )
 
-    def _json(self, response: httpx.Response | _Fetched, url: str) -> dict[str, Any]:
+    def _json(self, response: _Fetched, url: str) -> dict[str, Any]:
         try:
             data = response.json()
         except ValueError:
@@ -419,13 +470,13 @@ class MapillaryClient:
         params: Mapping[str, str] | None = None,
         *,
         auth: bool = True,
-    ) -> httpx.Response | _Fetched:
+    ) -> _Fetched:
         """GET with the retry policy; raises a typed :class:`MapillaryError`.
 
         The first attempt runs directly; only when it fails transiently does tenacity take over
         (its first outcome is that failure): setting tenacity up cost about as much CPU per
         request as aiohttp's whole GET, for the one request in many that needs it."""
-        if self._graph is None:
+        if self._api_http is None:
             self.open()
         try:
             return await self._attempt(api, url, params, auth)
@@ -436,7 +487,7 @@ class MapillaryClient:
             raise
         attempts = 0
 
-        async def once() -> httpx.Response | _Fetched:
+        async def once() -> _Fetched:
             nonlocal attempts, first
             attempts += 1
             if first is not None:  # attempt 1 already happened (above)
@@ -463,50 +514,19 @@ class MapillaryClient:
 
     async def _attempt(
         self, api: ApiClass, url: str, params: Mapping[str, str] | None, auth: bool
-    ) -> httpx.Response | _Fetched:
+    ) -> _Fetched:
         if api == "thumbs":
             assert self._thumbs is not None
-            return await self._send_aio(self._thumbs, api, url)
-        assert self._graph is not None and self._slots is not None
+            return await self._send(self._thumbs, api, url)
+        assert self._api_http is not None and self._slots is not None
         async with self._slots:
             await self._wait_cooldown(api)
             async with self._limiters[api]:
-                if api == "tiles":  # the token is in params (access_token=): no header
-                    assert self._api_http is not None
-                    return await self._send_aio(self._api_http, api, url, params)
-                headers = self.config.auth_header() if auth else {}
-                if api == "entity":
-                    assert self._api_http is not None
-                    return await self._send_aio(self._api_http, api, url, params, headers)
-                return await self._send(self._graph, api, url, params, headers)
+                # tiles: the token is in params (access_token=), with no header
+                headers = self.config.auth_header() if auth and api != "tiles" else None
+                return await self._send(self._api_http, api, url, params, headers)
 
     async def _send(
-        self,
-        pools: _Pools,
-        api: ApiClass,
-        url: str,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-    ) -> httpx.Response:
-        self.stats.requests[api] += 1
-        where = _path(url)
-        try:
-            async with pools.client() as http:
-                response = await http.get(url, params=params, headers=headers)
-        except _TRANSPORT_ERRORS as exc:
-            self.stats.errors[f"{api}:{type(exc).__name__}"] += 1
-            raise NetworkError(self._redact(f"{type(exc).__name__}: {exc}"), where=where) from None
-        except httpx.HTTPError as exc:
-            raise ApiError(self._redact(f"{type(exc).__name__}: {exc}"), where=where) from None
-        if response.status_code < 300:
-            return response
-        self.stats.errors[f"{api}:{response.status_code}"] += 1
-        error = self._error(api, response, where)
-        if isinstance(error, RateLimitError) and error.retry_after:
-            self._pause(api, min(error.retry_after, self.config.max_retry_after_s))
-        raise error
-
-    async def _send_aio(
         self,
         session: _AioSession,
         api: ApiClass,
@@ -514,24 +534,30 @@ class MapillaryClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> _Fetched:
+        """One HTTP attempt, bounded in time (``timeout_s`` for the whole request, body
+        included) and in size (the cap of its kind); a non-2xx answer raises its typed error."""
         self.stats.requests[api] += 1
+        where = _path(url)
         try:
-            response = await session.get(url, params, headers)
+            response = await session.get(url, params, headers, self.config.max_bytes(api))
         except _AIOHTTP_ERRORS as exc:  # resets, bodies cut short, timeouts
             self.stats.errors[f"{api}:{type(exc).__name__}"] += 1
-            raise NetworkError(
-                self._redact(f"{type(exc).__name__}: {exc}"), where=_path(url)
-            ) from None
+            raise NetworkError(self._redact(f"{type(exc).__name__}: {exc}"), where=where) from None
+        except ResponseTooLargeError as exc:
+            self.stats.errors[f"{api}:too_large"] += 1
+            exc.where = where
+            exc.args = (exc._text(),)
+            raise
         if response.status_code < 300:
             return response
         self.stats.errors[f"{api}:{response.status_code}"] += 1
-        error = self._error(api, response, _path(url))
+        error = self._error(api, response, where)
         if isinstance(error, RateLimitError) and error.retry_after:
-            self._pause(api, min(error.retry_after, self.config.max_retry_after_s))
+            self._pause(api, error.retry_after)
         raise error
 
     def _error(
-        self, api: ApiClass, response: httpx.Response | _Fetched, where: str
+        self, api: ApiClass, response: _Fetched, where: str
     ) -> MapillaryError:
         """The typed error for a non-2xx response."""
         status = response.status_code
@@ -565,9 +591,18 @@ class MapillaryClient:
             return NotFoundError(message, **kw)
         return ApiError(message, **kw)
 
-    def _pause(self, api: str, seconds: float) -> None:
+    def _pause(self, api: str, asked_s: float) -> None:
+        """Hold every request of ``api`` for the server's Retry-After (capped at
+        ``max_retry_after_s``); a wait longer than ``announce_wait_s`` is announced."""
+        seconds = min(asked_s, self.config.max_retry_after_s)
         until = time.monotonic() + seconds
         if until > self._cooldown.get(api, 0.0):
+            if seconds > self.config.announce_wait_s and until > self._cooldown.get(api, 0) + 1:
+                capped = f" (it asked for {asked_s:.0f} s)" if asked_s > seconds else ""
+                log.warning(
+                    "Mapillary's %s requests are rate limited: waiting %.0f s%s before the next",
+                    api, seconds, capped,
+                )
             self._cooldown[api] = until
 
     async def _wait_cooldown(self, api: str) -> None:
@@ -591,31 +626,6 @@ class MapillaryClient:
         return redact(text, self.config.token.get_secret_value())
 
 
-class _Pools:
-    """A few small httpx connection pools, used least-busy first, instead of one big pool:
-    httpcore's pool bookkeeping costs grow with the square of its connections and queued
-    requests (encode/httpx#3215), which made one 64-connection pool CPU-bound."""
-
-    def __init__(self, connections: int, per_pool: int = 2, **kwargs: Any) -> None:
-        n = max(1, math.ceil(connections / per_pool))
-        k = math.ceil(connections / n)
-        limits = httpx.Limits(max_connections=k, max_keepalive_connections=k)
-        self.clients = [httpx.AsyncClient(limits=limits, **kwargs) for _ in range(n)]
-        self.busy = [0] * n
-
-    @contextlib.asynccontextmanager
-    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
-        i = min(range(len(self.busy)), key=self.busy.__getitem__)
-        self.busy[i] += 1
-        try:
-            yield self.clients[i]
-        finally:
-            self.busy[i] -= 1
-
-    async def aclose(self) -> None:
-        await asyncio.gather(*(c.aclose() for c in self.clients))
-
-
 def _path(url: str) -> str:
     """The URL without its query (for messages: short, and never a signature)."""
     parts = urlsplit(url)
@@ -623,7 +633,7 @@ def _path(url: str) -> str:
 
 
 def _graph_error(
-    response: httpx.Response | _Fetched,
+    response: _Fetched,
 ) -> tuple[str, int | None, int | None, bool, str | None]:
     """``(message, code, subcode, is_transient, fbtrace_id)`` of a Graph API error response."""
     reason = response.reason_phrase or "error"

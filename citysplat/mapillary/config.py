@@ -50,11 +50,15 @@ class MapillaryConfig(BaseModel):
     tiles_rate: RateLimit = RateLimit(max_rate=50_000, period_s=86_400)
     concurrency: int = Field(16, ge=1, description="Graph and tile requests in flight at once")
     connect_timeout_s: float = Field(10.0, gt=0)
-    timeout_s: float = Field(60.0, gt=0, description="read/write/pool timeout per request")
+    timeout_s: float = Field(60.0, gt=0, description="deadline of one request, body included")
     max_attempts: int = Field(6, ge=1, description="tries per request (the retry budget)")
     backoff_initial_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
     max_retry_after_s: float = Field(300.0, ge=0, description="cap on a honoured Retry-After")
+    announce_wait_s: float = Field(5.0, ge=0, description="log a warning for longer waits")
+    max_json_bytes: int = Field(16 * 2**20, ge=1024, description="cap on a Graph API body")
+    max_tile_bytes: int = Field(16 * 2**20, ge=1024, description="cap on a coverage tile")
+    max_image_bytes: int = Field(64 * 2**20, ge=1024, description="cap on a thumbnail/original")
     user_agent: str = "citysplat/0.1 (+mapillary-client)"
 
     @field_validator("token")
@@ -90,6 +94,14 @@ class MapillaryConfig(BaseModel):
         if not token_value or not str(token_value).strip():
             raise MissingTokenError()
         return cls(**values)
+
+    def max_bytes(self, api: str) -> int:
+        """The size cap of a response of ``api`` (entity, search, tiles or thumbs)."""
+        if api == "tiles":
+            return self.max_tile_bytes
+        if api == "thumbs":
+            return self.max_image_bytes
+        return self.max_json_bytes
 
     def auth_header(self) -> dict[str, str]:
         """The token for Graph API requests: ``Authorization: OAuth <token>``."""

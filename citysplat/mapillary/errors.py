@@ -113,5 +113,17 @@ class NetworkError(TransientError):
     """A timeout, connection reset or malformed response (e.g. a body cut short)."""
 
 
+class ResponseTooLargeError(ApiError):
+    """A body longer than the cap for its kind (a broken or hostile server): not retried."""
+
+    def __init__(self, size: int, cap: int, **kwargs: object) -> None:
+        self.size, self.cap = size, cap
+        super().__init__(
+            f"the response is larger than {cap:,} bytes (at least {size:,}): not what this "
+            "endpoint answers, so it was not read further",
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
 class UrlExpiredError(ApiError):
     """403 on a signed thumbnail URL: it expired (fetch a fresh one from the Graph API)."""
