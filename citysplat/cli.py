@@ -310,20 +310,34 @@ def coverage(
     bbox: str | None = typer.Option(None, help="Limit to an area W,S,E,N (default: all)."),
     geojson: Path | None = typer.Option(None, help="Limit to a GeoJSON (Multi)Polygon."),
     out: Path | None = typer.Option(None, help="Map PNG (default <home>/reports/coverage.png)."),
+    wait: float = typer.Option(
+        0.0, "--wait", help="Seconds to wait for an ingest that is writing the catalog."),
     home: Path | None = typer.Option(None, envvar="CITYSPLAT_HOME",
                                      help="Data root (default ./citysplat-data)."),
 ) -> None:
     """Completeness: per z14 tile, what the tiles list vs the catalog vs the downloads."""
-    from citysplat.catalog import Catalog
+    from citysplat.catalog import Catalog, CatalogLockedError
     from citysplat.config import data_root
     from citysplat.coverage import coverage_report, plot_coverage, print_report
 
     area = _area(bbox, geojson).geometry if (bbox or geojson) else None
+    if out is not None and (out.is_dir() or out.suffix.lower() != ".png"):
+        fail(f"--out {out}: give the path of a .png file to write the map to")
+    if wait < 0:
+        fail("--wait must be 0 or more seconds")
     root = data_root(home)
     path = root / "catalog.duckdb"
-    if not path.is_file():
+    if not path.exists():
         fail(f"no catalog at {path}: run `citysplat ingest` first (or set CITYSPLAT_HOME)")
-    with _api_call(Catalog.open_read_only, path) as catalog:
+    if wait > 0:
+        err.print(Text(f"waiting up to {wait:.0f} s for the catalog to be free ..."))
+    try:
+        catalog = Catalog.open_read_only(path, wait_s=wait)
+    except CatalogLockedError:
+        fail(f"{path.name} is being written by another run (an ingest or a Dagster run); "
+             "coverage reads it when that run ends: try again then, or pass --wait SECONDS",
+             code=3)
+    with catalog:
         report = coverage_report(catalog, root, area=area)
         png = plot_coverage(report, catalog, out or root / "reports" / "coverage.png")
     print_report(report, console)
@@ -380,6 +394,9 @@ def districts(
     if result.unassigned:
         console.print(Text.assemble((f"{len(result.unassigned)} images are in no district",
                                      "yellow"), " (no position, or an isolated handful)"))
+    if result.empty:
+        console.print(Text.assemble((f"{len(result.empty)} districts hold no image and were "
+                                     "left out: ", "yellow"), ", ".join(result.empty)))
     if not result.districts:
         fail("no district holds any image: lower --min-cluster-size, or draw polygons "
              "around the images (--geojson)", code=1)
@@ -595,8 +612,26 @@ def demo(
     run_demo(city, console, train_steps=train_steps)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point: the commands, and one line for any failure they did not
+    expect (see :mod:`citysplat.failures`); the traceback only with ``-v``."""
+    import logging
+    import sys
+    import traceback
+
+    from citysplat.failures import describe_failure
+    from citysplat.mapillary.redaction import redact
+
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last word, as one line
+        failure = describe_failure(exc)
+        token = os.environ.get("MAPILLARY_ACCESS_TOKEN")
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            err.print(Text(redact("".join(traceback.format_exception(exc)), token)))
+        err.print(Text.assemble(("error:", "bold red"), " ", redact(failure.message, token)),
+                  highlight=False)
+        sys.exit(failure.code)
 
 
 if __name__ == "__main__":  # pragma: no cover

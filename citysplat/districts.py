@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,16 +30,20 @@ import pandas as pd
 from citysplat.catalog import Catalog
 from citysplat.geofence import (
     District,
+    best_lonlat,
     district_summary,
     districts_auto,
     districts_from_geojson,
     load_district,
     record_districts,
     unassigned_ids,
+    valid_lonlat,
     write_district,
 )
 from citysplat.io import atomic_write_text
 from citysplat.layout import DataLayout
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.json"
 
@@ -71,6 +77,7 @@ class DistrictsResult:
     images: int  # catalogued images considered
     unassigned: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    empty: list[str] = field(default_factory=list)  # districts left out: they held no image
 
     @property
     def names(self) -> list[str]:
@@ -79,6 +86,7 @@ class DistrictsResult:
     def summary(self) -> dict[str, Any]:
         return {"method": self.method, **district_summary(self.districts),
                 "catalog_images": self.images, "unassigned_images": len(self.unassigned),
+                "empty_districts": len(self.empty),
                 "seconds": round(self.seconds, 3)}
 
 
@@ -88,8 +96,10 @@ def make_districts(layout: DataLayout, *, geojson: Any = None,
 
     ``geojson`` (a path, its text or the parsed object): named polygons; otherwise districts
     are generated with ``auto`` (defaults: :class:`AutoDistrictOptions`). Opens the catalog as
-    its writer (districts are recorded there). Raises :class:`DistrictsInputError` when there
-    is no catalog, no image in it, or the GeoJSON has no polygon.
+    its writer (districts are recorded there). A district that holds no image is left out
+    (a warning names it; :attr:`DistrictsResult.empty`). Raises :class:`DistrictsInputError`
+    (nothing written) when there is no catalog, no image in it, the GeoJSON has no polygon or
+    an unusable feature, or none of its districts holds an image.
     """
     started = time.perf_counter()
     if not layout.catalog_path.is_file():
@@ -109,6 +119,14 @@ def make_districts(layout: DataLayout, *, geojson: Any = None,
         else:
             districts = districts_auto(images, **(auto or AutoDistrictOptions()).as_kwargs())
             method = "auto"
+        empty = [d.name for d in districts if not d.image_ids]
+        districts = [d for d in districts if d.image_ids]
+        if empty and not districts:
+            raise DistrictsInputError(_all_empty_message(empty, images, geojson))
+        if empty:
+            log.warning("left out %d district(s) that hold no image (no folder, not in the "
+                        "index): %s; draw them around catalogued images, or ingest their area "
+                        "first", len(empty), ", ".join(empty))
         for district in districts:
             write_district(district, layout.root, images)
         record_districts(catalog, districts)
@@ -116,7 +134,25 @@ def make_districts(layout: DataLayout, *, geojson: Any = None,
     write_index(layout, [d.name for d in districts], method)
     return DistrictsResult(method, districts, len(images),
                            unassigned_ids(districts, images) if method == "auto" else [],
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, empty)
+
+
+def _all_empty_message(names: list[str], images: pd.DataFrame, geojson: Any) -> str:
+    """One line for a GeoJSON none of whose districts holds an image: where the images are."""
+    label = "the GeoJSON"
+    if isinstance(geojson, str | os.PathLike) and not str(geojson).lstrip().startswith("{"):
+        label = Path(geojson).name
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    lon, lat = best_lonlat(images)
+    ok = valid_lonlat(lon, lat)
+    if not ok.any():
+        where = f"none of the catalog's {len(images)} images has a usable position"
+    else:
+        where = (f"the {int(ok.sum())} catalogued images with a position lie within lon {lon[ok].min():.5f}.."
+                 f"{lon[ok].max():.5f}, lat {lat[ok].min():.5f}..{lat[ok].max():.5f}")
+    return (f"no district of {label} holds an image ({shown}): {where}; draw the polygons "
+            "around the images (GeoJSON is longitude, latitude in degrees), or ingest the "
+            "districts' area first (`citysplat ingest --geojson FILE`)")
 
 
 def write_index(layout: DataLayout, names: Iterable[str], method: str) -> Path:

@@ -137,7 +137,7 @@ def size_field(size: int | str) -> tuple[str, str]:
 def relative_image_path(image_id: str) -> str:
     """``images/<id[:2]>/<id>.jpg``."""
     image_id = str(image_id)
-    if not image_id or not image_id.isalnum():
+    if not (image_id.isascii() and image_id.isalnum()):
         raise ValueError(f"image id {image_id!r} is not alphanumeric")
     return f"images/{image_id[:2]}/{image_id}.jpg"
 
@@ -554,10 +554,14 @@ async def download_images(
     run = _Run(client, root, ledger, size, concurrency, max_attempts)
     run.partial.mkdir(parents=True, exist_ok=True)
     run.summary.stale_partials_removed = clean_partials(run.partial)
-    unique = list(dict.fromkeys(str(i) for i in ids))
-    for image_id in unique:
-        relative_image_path(image_id)  # validate ids before any work
-    run.summary.requested = len(unique)
+    unique = []
+    for image_id in dict.fromkeys(str(i) for i in ids):
+        if image_id.isascii() and image_id.isalnum():
+            unique.append(image_id)
+        else:  # never a path: reported, and the other images go on
+            run.summary.failed += 1
+            run.summary.failures[image_id] = "not an image id (letters and digits only)"
+    run.summary.requested = len(unique) + run.summary.failed
     handled = 0
     pending: list[DownloadRecord] = []
 

@@ -8,6 +8,8 @@ topocentric conversion (geodetic -> geocentric -> topocentric), so no hand-writt
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +28,15 @@ class LocalFrame:
     lat0: float
     alt0: float = 0.0
     crs: str = "EPSG:4979"
+
+    def __post_init__(self) -> None:
+        values = (self.lon0, self.lat0, self.alt0)
+        if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):
+            raise ValueError(f"ENU frame origin {values} is not three finite numbers: give "
+                             "lon, lat (degrees) and altitude (metres)")
+        if not (-180 <= self.lon0 <= 180 and -90 <= self.lat0 <= 90):
+            raise ValueError(f"ENU frame origin lon {self.lon0}, lat {self.lat0} is out of "
+                             "range: longitude is -180..180 and latitude -90..90 degrees")
 
     @cached_property
     def _to_enu(self) -> Transformer:

@@ -10,17 +10,30 @@ Positions
 ---------
 Everything uses the *best* position of an image: Mapillary's ``computed_geometry`` (its own
 SfM, about a metre) where known, the uploaded ``geometry`` (GPS, several metres) otherwise;
-headings likewise (``computed_compass_angle``, else ``compass_angle``). Images with neither
-position are left out of every district.
+headings likewise (``computed_compass_angle``, else ``compass_angle``). Images with no usable
+position (none, not finite, or outside lon -180..180 / lat -90..90) are left out of every
+district, with a warning saying how many.
 
 Frames
 ------
 Each district gets an East-North-Up :class:`~citysplat.frames.LocalFrame` whose origin is the
-centroid of its polygon, on the ground: ``alt0`` is the median altitude of its images
-(``computed_altitude``, else ``altitude``; ellipsoidal metres as stored in the catalog) minus
-``camera_height_m`` (1.6 m, a car roof or a hand-held phone), or 0 when no image has an
-altitude. ``alt0`` only moves the origin up or down; the georegistration after SfM does not
-depend on it. Chunks of a large cluster get frames about their own centroids.
+median position of its images (not the polygon's centroid: a polygon drawn far larger than
+its imagery, or a concave one, would put the origin kilometres from the data), on the ground:
+``alt0`` is the median altitude of its images (``computed_altitude``, else ``altitude``;
+ellipsoidal metres as stored in the catalog) minus ``camera_height_m`` (1.6 m, a car roof or a
+hand-held phone), or 0 when no image has an altitude. ``alt0`` only moves the origin up or
+down; the georegistration after SfM does not depend on it. Chunks of a large cluster get
+frames about their own images.
+
+GeoJSON districts
+-----------------
+Every Polygon / MultiPolygon feature is a district; points and lines are skipped with a
+warning. A feature without a geometry, with missing, non-numeric or non-finite coordinates,
+an invalid polygon (self-intersecting: rejected as ``citysplat ingest`` rejects it, never
+silently repaired), coordinates outside lon/lat range, or a name that cannot be a folder
+(too long, nothing left after sanitising, a Windows device name, the same folder as another
+feature's, case-insensitively) raises ValueError naming the feature (``features[i]`` and its
+name) and the fix.
 
 Generated districts (:func:`districts_auto`)
 --------------------------------------------
@@ -58,6 +71,7 @@ import io
 import json
 import logging
 import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +88,7 @@ from scipy.spatial import cKDTree
 from shapely.geometry import mapping as shapely_mapping
 from shapely.geometry import shape as shapely_shape
 from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
 
 from citysplat.frames import LocalFrame
 from citysplat.io import atomic_write_bytes, atomic_write_text
@@ -86,6 +101,10 @@ CAMERA_HEIGHT_M = 1.6
 DISTRICTS_DIR = "districts"
 PANO_CAMERA_TYPES = frozenset({"spherical", "equirectangular"})
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME_LENGTH = 100
+"""The longest district name (a folder and partition name; file systems allow 255 bytes)."""
+_RESERVED_NAMES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                             *(f"LPT{i}" for i in range(1, 10))})
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,21 +116,44 @@ def _num(df: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def valid_lonlat(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Per position: finite, lon within -180..180 and lat within -90..90 degrees."""
+    lon, lat = np.asarray(lon, np.float64), np.asarray(lat, np.float64)
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180.0)
+                & (np.abs(lat) <= 90.0))
+
+
 def best_lonlat(images_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: ``computed_lon/lat`` where both are known, else ``lon/lat``; a frame without
-    those columns may carry ``pos_lon/pos_lat`` (the catalog's best position). NaN where
-    nothing is known."""
+    """Per row: ``computed_lon/lat`` where both are a valid position (:func:`valid_lonlat`),
+    else ``lon/lat``; a frame without those columns may carry ``pos_lon/pos_lat`` (the
+    catalog's best position). NaN where nothing is known; a position out of range where
+    nothing better is known (filter with :func:`valid_lonlat`)."""
     if "computed_lon" not in images_df and "lon" not in images_df:
         return _num(images_df, "pos_lon"), _num(images_df, "pos_lat")
     clon, clat = _num(images_df, "computed_lon"), _num(images_df, "computed_lat")
     lon, lat = _num(images_df, "lon"), _num(images_df, "lat")
-    use = np.isfinite(clon) & np.isfinite(clat)
+    use = valid_lonlat(clon, clat)
     lon, lat = np.where(use, clon, lon), np.where(use, clat, lat)
     if "pos_lon" in images_df:  # fill from pos_* where neither pair is present
         plon, plat = _num(images_df, "pos_lon"), _num(images_df, "pos_lat")
         gap = ~(np.isfinite(lon) & np.isfinite(lat))
         lon, lat = np.where(gap, plon, lon), np.where(gap, plat, lat)
     return lon, lat
+
+
+def usable_positions(images_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(lon, lat, usable)``: the best positions and which are valid. Logs a warning with
+    how many images are ignored (no position, not finite, or out of lon/lat range)."""
+    lon, lat = best_lonlat(images_df)
+    usable = valid_lonlat(lon, lat)
+    bad = int(len(usable) - usable.sum())
+    if bad:
+        impossible = int((np.isfinite(lon) & np.isfinite(lat) & ~usable).sum())
+        log.warning("%d of %d images are in no district: they have no usable position "
+                    "(%d none or not finite, %d outside lon -180..180 / lat -90..90)",
+                    bad, len(usable), bad - impossible, impossible)
+    return lon, lat, usable
 
 
 def best_headings(images_df: pd.DataFrame) -> np.ndarray:
@@ -192,100 +234,233 @@ class District:
 
 def district_frame(polygon: BaseGeometry, images_df: pd.DataFrame | None = None,
                    camera_height_m: float = CAMERA_HEIGHT_M) -> LocalFrame:
-    """The ENU frame of a district: origin at the polygon's centroid, on the ground (median
-    image altitude minus ``camera_height_m``; 0 when no altitude is known)."""
-    c = polygon.centroid
+    """The ENU frame of a district: origin at the median position of its images (those with
+    a valid one) on the ground (their median altitude minus ``camera_height_m``; 0 when no
+    altitude is known). Without an image, at the polygon's centroid and altitude 0."""
+    lon0 = lat0 = None
     alt0 = 0.0
     if images_df is not None and len(images_df):
+        lon, lat = best_lonlat(images_df)
+        ok = valid_lonlat(lon, lat)
+        if ok.any():
+            lon0, lat0 = float(np.median(lon[ok])), float(np.median(lat[ok]))
         alts = (images_df["alt"].to_numpy(dtype=np.float64) if "alt" in images_df
                 else best_altitudes(images_df))
-        alts = alts[np.isfinite(alts)]
+        alts = alts[np.isfinite(alts) & (ok if ok.any() else True)]
         if len(alts):
             alt0 = float(np.median(alts)) - camera_height_m
-    return LocalFrame(round(float(c.x), 9), round(float(c.y), 9), round(alt0, 3))
+    if lon0 is None:
+        c = polygon.centroid if not polygon.is_empty else shapely.Point(0.0, 0.0)
+        lon0, lat0 = float(c.x), float(c.y)
+    return LocalFrame(round(lon0, 9), round(lat0, 9), round(alt0, 3))
 
 
 def _check_name(name: str) -> str:
-    if not _NAME_OK.match(name) or ".." in name:
-        raise ValueError(f"district name {name!r} is not usable as a folder and partition "
-                         "name: use letters, digits, '.', '_' and '-'")
+    """``name`` if it is a safe folder and partition name, else ValueError saying why."""
+    problem = _name_problem(name)
+    if problem:
+        raise ValueError(f"district name {_shorten(name)!r} is not usable as a folder and "
+                         f"partition name ({problem}): use letters, digits, '.', '_' and '-'")
     return name
 
 
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a district folder on common file systems (None when it can)."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"{len(name)} characters, at most {MAX_NAME_LENGTH}"
+    if not _NAME_OK.match(name) or ".." in name:
+        return "it must start with a letter or digit and hold only letters, digits, '.', '_', '-'"
+    if name.endswith("."):
+        return "it ends with '.'"
+    if name.split(".")[0].upper() in _RESERVED_NAMES:
+        return "a device name reserved on Windows"
+    return None
+
+
+def _shorten(text: str, keep: int = 40) -> str:
+    return text if len(text) <= keep else text[:keep] + "..."
+
+
 def slug(name: str) -> str:
-    """A district name usable as a folder and a Dagster partition key."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name).strip()).strip("-.")
-    return re.sub(r"\.{2,}", ".", s)
+    """A district name usable as a folder and a Dagster partition key: runs of other
+    characters than letters, digits, '.', '_', '-' become '-' (path separators included),
+    leading and trailing '-' / '.' go, as does a leading '_' (``"Outer Sunset"`` ->
+    ``Outer-Sunset``, ``".."`` -> ``""``)."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name).strip())
+    s = re.sub(r"\.{2,}", ".", s)
+    return s.lstrip("-._").rstrip("-.")
 
 
 # ------------------------------------------------------------------------------------------
 # districts from a GeoJSON
 
+_FIX_POLYGON = "fix the polygon, e.g. with shapely's make_valid or QGIS's Fix geometries"
+_NOT_AREAS = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString"})
+
+
 def _load_geojson(source: Any) -> tuple[Any, str]:
     if isinstance(source, Mapping):
         return source, "the GeoJSON"
-    if isinstance(source, bytes):
-        source = source.decode("utf-8")
-    if isinstance(source, str) and source.lstrip().startswith("{"):
-        return json.loads(source), "the GeoJSON"
-    path = Path(source)
+    label = "the GeoJSON"
     try:
-        return json.loads(path.read_text()), path.name
+        if isinstance(source, bytes):
+            source = source.decode("utf-8")
+        if isinstance(source, str) and source.lstrip().startswith("{"):
+            return json.loads(source), label
+        path = Path(source)
+        label = path.name
+        return json.loads(path.read_text(encoding="utf-8")), label
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path.name} is not valid GeoJSON ({exc.msg} at line {exc.lineno}): "
+        raise ValueError(f"{label} is not valid GeoJSON ({exc.msg} at line {exc.lineno}): "
                          "fix the file or export it again") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{label} is not UTF-8 text: give a GeoJSON file (RFC 7946 is "
+                         "UTF-8 JSON)") from None
 
 
-def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
-    """The polygonal part of ``geom`` (made valid), or None."""
+def _numbers_problem(coords: Any) -> str | None:
+    """Why the nested ``coordinates`` arrays are not all finite numbers (None when they are)."""
+    stack = [coords]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, np.ndarray):
+            stack.append(item.tolist())
+        elif isinstance(item, bool) or not isinstance(item, numbers.Real):
+            return f"its coordinates hold {_shorten(repr(item), 20)} where numbers belong"
+        elif not math.isfinite(item):
+            return f"its coordinates hold {item!r} (a number must be finite)"
+    return None
+
+
+def _area_of(geometry: Any, where: str) -> BaseGeometry | None:
+    """The (multi)polygon of one GeoJSON geometry, None for points and lines (not areas);
+    ValueError naming ``where`` and the fix for a missing, malformed or invalid one."""
+    if geometry is None:
+        raise ValueError(f"{where} has no geometry: draw the district as a Polygon or "
+                         "MultiPolygon, or delete the feature")
+    if not isinstance(geometry, Mapping) or not isinstance(geometry.get("type"), str):
+        raise ValueError(f"{where} has a geometry without a 'type': give a GeoJSON Polygon or "
+                         "MultiPolygon")
+    kind = geometry["type"]
+    if kind in _NOT_AREAS:
+        return None
+    if kind == "GeometryCollection":
+        members = geometry.get("geometries")
+        if not isinstance(members, list | tuple):
+            raise ValueError(f"{where}: its GeometryCollection has no 'geometries' list: give "
+                             "a Polygon or MultiPolygon")
+        parts = [p for k, g in enumerate(members)
+                 for p in [_area_of(g, f"{where} geometries[{k}]")] if p is not None]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else shapely.union_all(parts)
+    if kind not in ("Polygon", "MultiPolygon"):
+        raise ValueError(f"{where} has a geometry of type {_shorten(kind, 30)!r}, which GeoJSON "
+                         "does not know: give a Polygon or MultiPolygon")
+    coords = geometry.get("coordinates")
+    if not isinstance(coords, list | tuple) or not coords:
+        raise ValueError(f"{where}: its {kind} has no coordinates: draw the polygon again, "
+                         "or delete the feature")
+    problem = _numbers_problem(coords)
+    if problem:
+        raise ValueError(f"{where}: {problem}: fix those coordinates of the polygon, or "
+                         "export the file again")
+    try:
+        geom = shapely_shape(geometry)
+    except Exception as exc:  # noqa: BLE001 - shapely raises many types for bad coordinates
+        raise ValueError(f"{where}: its {kind} has malformed coordinates "
+                         f"({_shorten(str(exc).splitlines()[0], 80)}): {_FIX_POLYGON}") from None
     if geom.is_empty:
-        return None
+        raise ValueError(f"{where}: its {kind} is empty: draw the polygon again, or delete "
+                         "the feature")
     if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-    parts = shapely.get_parts(geom)
-    polys = [p for p in parts if p.geom_type in ("Polygon", "MultiPolygon") and not p.is_empty]
-    nested = [q for p in parts if p.geom_type == "GeometryCollection"
-              for q in [_polygonal(p)] if q is not None]
-    polys += nested
-    if not polys:
-        return None
-    return polys[0] if len(polys) == 1 else shapely.union_all(polys)
+        raise ValueError(f"{where}: the {kind} is not a valid polygon "
+                         f"({explain_validity(geom)}): {_FIX_POLYGON}")
+    w, s, e, n = geom.bounds
+    if not (-180 <= w and e <= 180 and -90 <= s and n <= 90):
+        raise ValueError(f"{where}: its coordinates are out of lon/lat range (bounds "
+                         f"{tuple(round(v, 6) for v in geom.bounds)}): GeoJSON is WGS84 "
+                         "longitude, latitude in degrees (RFC 7946); reproject it first")
+    if geom.area <= 0:
+        raise ValueError(f"{where}: its {kind} has zero area: {_FIX_POLYGON}")
+    return geom
 
 
 def _named_polygons(obj: Any, label: str) -> list[tuple[str, BaseGeometry, dict]]:
+    """``(name, polygon, properties)`` of each polygon feature of a GeoJSON object. A feature
+    whose geometry or name is unusable raises ValueError naming it (``features[i]``, its
+    name) and the fix; points and lines are skipped with a warning."""
     if not isinstance(obj, Mapping) or "type" not in obj:
         raise ValueError(f"{label} is not GeoJSON (no 'type'): give a FeatureCollection of "
                          "district polygons")
     kind = obj["type"]
     if kind == "FeatureCollection":
-        features = list(obj.get("features") or [])
+        features = obj.get("features")
+        if features is None:
+            features = []
+        if not isinstance(features, list):
+            raise ValueError(f"{label}: 'features' is not a list: give a FeatureCollection "
+                             "of district polygons")
+        where = [f"{label} features[{i}]" for i in range(len(features))]
     elif kind == "Feature":
-        features = [obj]
+        features, where = [obj], [f"{label} (a Feature)"]
     else:
         features = [{"type": "Feature", "properties": {}, "geometry": obj}]
+        where = [f"{label} (a {_shorten(str(kind), 30)})"]
     out: list[tuple[str, BaseGeometry, dict]] = []
-    for feat in features:
-        geometry = (feat or {}).get("geometry")
-        if not geometry:
-            continue
-        poly = _polygonal(shapely_shape(geometry))
-        if poly is None:
-            continue
-        props = dict(feat.get("properties") or {})
+    labels: list[str] = []
+    skipped: list[str] = []
+    for feat, at in zip(features, where):
+        if not isinstance(feat, Mapping):
+            raise ValueError(f"{at} is not a Feature object: give each district as "
+                             '{"type": "Feature", "properties": {"name": ...}, "geometry": ...}')
+        props = feat.get("properties")
+        if props is None:
+            props = {}
+        if not isinstance(props, Mapping):
+            raise ValueError(f"{at}: its 'properties' is not an object: give "
+                             '"properties": {"name": ...}')
+        props = dict(props)
         raw = props.get("name")
-        name = slug(raw) if raw not in (None, "") else ""
-        out.append((name or f"district-{len(out) + 1}", poly, props))
+        if raw is not None and not str(raw).strip():
+            raw = None  # a blank name is no name
+        if raw is not None:
+            at = f"{at} (name {_shorten(str(raw))!r})"
+        poly = _area_of(feat.get("geometry"), at)
+        if poly is None:
+            skipped.append(at)
+            continue
+        if raw is None:
+            name = f"district-{len(out) + 1}"
+        else:
+            name = slug(raw)
+            problem = "it has no ASCII letter or digit" if not name else _name_problem(name)
+            if problem:
+                raise ValueError(f"{at}: its name is not usable as a district folder name "
+                                 f"({problem}): rename the feature "
+                                 f"(ASCII letters, digits, spaces, '_' and '-', at most "
+                                 f"{MAX_NAME_LENGTH} characters)")
+        out.append((name, poly, props))
+        labels.append(at)
     if not out:
         raise ValueError(f"{label} has no Polygon or MultiPolygon features: districts are "
                          "areas, so draw each one as a polygon (property 'name' names it), "
                          "or leave the GeoJSON out to generate districts automatically")
-    names = [n for n, _, _ in out]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{label} names several districts {', '.join(dupes)}: "
-                         "give each polygon its own 'name'")
-    for n in names:
-        _check_name(n)
+    if skipped:
+        log.warning("%d features are points or lines, not areas, and are no district: %s",
+                    len(skipped), "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else ""))
+    seen: dict[str, int] = {}
+    for k, (name, _, _) in enumerate(out):
+        other = seen.setdefault(name.casefold(), k)  # case-insensitive file systems too
+        if other != k:
+            first = out[other][0]
+            what = (f"both name the district {name!r}" if first == name else
+                    f"name the districts {first!r} and {name!r}, one folder on "
+                    "case-insensitive file systems")
+            raise ValueError(f"{labels[other]} and {labels[k]} {what}: give each polygon its "
+                             "own 'name'")
     return out
 
 
@@ -298,15 +473,15 @@ def districts_from_geojson(source: Any, images: Any,
     the polygon features from 1). Its images are those whose best position lies in the polygon
     (boundary included); overlapping polygons share images. ``images`` is a catalog frame
     (:meth:`Catalog.images`) or a :class:`~citysplat.catalog.Catalog`, which is then queried
-    per polygon. Features that are not polygons are ignored; a GeoJSON with no polygon at all
-    raises ``ValueError``.
+    per polygon. Points and lines are skipped; a GeoJSON with no polygon at all, or with an
+    unusable feature (see the module docstring), raises ``ValueError`` naming the feature.
+    A district may hold no image (:func:`citysplat.districts.make_districts` leaves those out).
     """
     obj, label = _load_geojson(source)
     named = _named_polygons(obj, label)
     if isinstance(images, pd.DataFrame):
         df = images.reset_index(drop=True)
-        lon, lat = best_lonlat(df)
-        known = np.isfinite(lon) & np.isfinite(lat)
+        lon, lat, known = usable_positions(df)
     out = []
     for name, poly, props in named:
         if isinstance(images, pd.DataFrame):
@@ -539,10 +714,7 @@ def districts_auto(images_df: pd.DataFrame, min_cluster_size: int = 500,
     if max_images < 2:
         raise ValueError("max_images must be at least 2")
     df = images_df.reset_index(drop=True)
-    lon, lat = best_lonlat(df)
-    known = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
-    if len(known) < len(df):
-        log.warning("%d images have no position and are in no district", len(df) - len(known))
+    known = np.flatnonzero(usable_positions(df)[2])
     if len(known) == 0:
         return []
     points = _points_frame(df.iloc[known])

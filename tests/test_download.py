@@ -194,7 +194,12 @@ def test_sizes_unknown_ids_and_bad_arguments(mapillary_server, small_world, tmp_
     with pytest.raises(ValueError, match="size must be one of"):
         download(mapillary_server, ids, tmp_path, ledger, size=999)
     with pytest.raises(ValueError, match="not alphanumeric"):
-        download(mapillary_server, ["../etc"], tmp_path, ledger)
+        image_path(tmp_path, "../etc")
+    # an id that is not one never becomes a path, and never stops the other images
+    summary = download(mapillary_server, ["../etc", small_world[1].id], tmp_path, ledger)
+    assert summary.downloaded == 1 and summary.failures == {
+        "../etc": "not an image id (letters and digits only)"}
+    assert not (tmp_path.parent / "etc").exists() and "../etc" not in ledger.records
 
 
 def test_verify_catches_cut_jpegs_even_when_pil_is_lenient(small_world, monkeypatch):

@@ -58,11 +58,12 @@ def test_districts_from_a_geojson_of_two_polygons_split_the_images(sample_city, 
     assert len(expected_west) + len(expected_east) == len(sample_images)
     assert len(expected_west) > 50 and len(expected_east) > 50
     assert districts[0].properties["name"] == "Sunset West"
-    # the frame: origin at the polygon's centroid, on the street (the city's ground altitude)
+    # the frame: origin at the median position of the district's images, on the street (the
+    # city's ground altitude)
     for d in districts:
-        c = d.polygon.centroid
-        assert d.frame.lon0 == pytest.approx(c.x, abs=1e-8)
-        assert d.frame.lat0 == pytest.approx(c.y, abs=1e-8)
+        held = np.isin(ids, d.image_ids)
+        assert d.frame.lon0 == pytest.approx(np.median(lon[held]), abs=1e-8)
+        assert d.frame.lat0 == pytest.approx(np.median(lat[held]), abs=1e-8)
         assert d.frame.alt0 == pytest.approx(sample_city.spec.ground_alt, abs=0.5)
     # the same from a file, and from the catalog itself (queried per polygon)
     path = tmp_path / "districts.geojson"
@@ -103,7 +104,8 @@ def test_geojson_names_must_be_distinct_and_the_file_valid(sample_images, tmp_pa
     fc = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "north"}, "geometry": mapping(west)},
         {"type": "Feature", "properties": {"name": "north"}, "geometry": mapping(east)}]}
-    with pytest.raises(ValueError, match="several districts north"):
+    with pytest.raises(ValueError, match=r"features\[0\] \(name 'north'\) and the GeoJSON "
+                       r"features\[1\] \(name 'north'\) both name the district 'north'"):
         districts_from_geojson(fc, sample_images)
     bad = tmp_path / "bad.geojson"
     bad.write_text("{not json")

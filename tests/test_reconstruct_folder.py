@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import ExifTags, Image
@@ -114,3 +117,58 @@ def test_photos_without_gps_reconstruct_but_are_not_georeferenced(shared_data, t
     again = reconstruct_folder(folder, out)
     assert again.timings["features"] < 0.5 and again.timings["matching"] < 0.5
     assert again.registered == result.registered
+
+
+def _two_photos_and_a_blank(shared_data, folder):
+    """Three readable photos, one of them featureless: the folder scan accepts them, the SfM
+    screening then finds 2 usable, after the work folder (and an upright copy) was made."""
+    folder.mkdir()
+    image = Image.open(shared_data / "lund" / "images" / "01.jpg")
+    exif = image.getexif()
+    exif[ExifTags.Base.Orientation] = 6  # stored sideways: reconstruct_folder turns it upright
+    image.transpose(Image.Transpose.ROTATE_90).save(folder / "01.jpg", quality=95, exif=exif)
+    shutil.copyfile(shared_data / "lund" / "images" / "02.jpg", folder / "02.jpg")
+    Image.new("RGB", (1024, 768), (128, 128, 128)).save(folder / "03.jpg")
+
+
+def test_an_input_error_leaves_nothing_it_created(shared_data, tmp_path):
+    folder = tmp_path / "photos"
+    _two_photos_and_a_blank(shared_data, folder)
+    out = tmp_path / "new" / "out"
+    with pytest.raises(NotEnoughImagesError, match="2 usable image"):
+        reconstruct_folder(folder, out)
+    assert not (tmp_path / "new").exists()  # neither out/work nor the folders above it
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    with pytest.raises(NotEnoughImagesError):
+        reconstruct_folder(folder, existing)
+    assert [p.name for p in existing.iterdir()] == ["notes.txt"]  # --out stays, as it was
+
+    # a work folder kept from an earlier run keeps its features; what this run added goes
+    kept = tmp_path / "kept"
+    (kept / "work").mkdir(parents=True)
+    (kept / "work" / ".citysplat-sfm-work").touch()
+    (kept / "work" / "database.db").write_bytes(b"features of an earlier run")
+    with pytest.raises(NotEnoughImagesError):
+        reconstruct_folder(folder, kept)
+    assert sorted(p.name for p in (kept / "work").iterdir()) == [".citysplat-sfm-work",
+                                                                  "database.db"]
+
+
+def test_reconstruct_folder_cli_input_error_leaves_no_out_folder(shared_data, tmp_path):
+    cli = Path(sys.executable).with_name("citysplat")
+    if not cli.exists():
+        pytest.skip(f"{cli} is not installed")
+    folder = tmp_path / "photos"
+    _two_photos_and_a_blank(shared_data, folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for photos in (folder, empty):
+        out = tmp_path / "out"
+        done = subprocess.run([str(cli), "reconstruct-folder", str(photos), "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+        assert not out.exists(), sorted(p.name for p in out.rglob("*"))

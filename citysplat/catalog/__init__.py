@@ -43,6 +43,7 @@ from citysplat.catalog.normalize import spatial_key, tile_xy
 from citysplat.catalog.store import (
     CATALOG_FILENAME,
     Catalog,
+    CatalogFileError,
     CatalogLockedError,
     UpsertStats,
     as_geometry,
@@ -54,6 +55,7 @@ from citysplat.catalog.store import (
 __all__ = [
     "CATALOG_FILENAME",
     "Catalog",
+    "CatalogFileError",
     "CatalogLockedError",
     "UpsertStats",
     "as_geometry",

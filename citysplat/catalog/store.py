@@ -28,11 +28,16 @@ from citysplat.catalog.normalize import dedupe_last, staging_frame
 from citysplat.catalog.schema import DDL, IMAGE_COLUMN_NAMES, SCHEMA_VERSION, images_ddl
 from citysplat.catalog.validate import Rejection, row_problems, screen_entities
 from citysplat.config import data_root
+from citysplat.failures import UserFacingError
 
 CATALOG_FILENAME = "catalog.duckdb"
 DEFAULT_BATCH = 200_000
 TILE_STATUSES = ("ok", "failed")
 DOWNLOAD_STATES = ("done", "failed")
+
+
+class CatalogFileError(UserFacingError):
+    """``catalog.duckdb`` is not a usable catalog: a folder, or a file DuckDB cannot open."""
 
 
 class CatalogLockedError(RuntimeError):
@@ -253,6 +258,10 @@ class Catalog:
 
     # -- opening ------------------------------------------------------------------------------
     def _connect(self, wait_s: float) -> duckdb.DuckDBPyConnection:
+        if self.path.is_dir():
+            raise CatalogFileError(
+                f"{self.path} is a folder, not a catalog file: move it aside, or choose another "
+                "data root (CITYSPLAT_HOME or --home)")
         if self.read_only and not self.path.exists():
             raise FileNotFoundError(f"no catalog at {self.path} (nothing ingested yet?)")
         if not self.read_only:
@@ -264,6 +273,10 @@ class Catalog:
                 return duckdb.connect(str(self.path), read_only=self.read_only)
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 text = str(exc)
+                if "not a valid DuckDB database" in text or "Corrupt" in text:
+                    raise CatalogFileError(
+                        f"{self.path} is not a DuckDB catalog (damaged, or another file): move "
+                        "it aside and run `citysplat ingest` again to rebuild it") from None
                 locked = "lock" in text.lower() or "different configuration" in text
                 if not locked:
                     raise

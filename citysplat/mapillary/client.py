@@ -94,7 +94,11 @@ class _Fetched:
         try:
             return json.loads(self.content)
         except RecursionError:
-            raise ValueError("the JSON nests too deeply") from None
+            raise _TooDeepError("the JSON nests too deeply") from None
+
+
+class _TooDeepError(ValueError):
+    """JSON nested beyond Python's recursion limit: no API answer looks like that."""
 
 
 class _AioSession:
@@ -455,6 +459,9 @@ class MapillaryClient:
     def _json(self, response: _Fetched, url: str) -> dict[str, Any]:
         try:
             data = response.json()
+        except _TooDeepError:
+            raise ApiError("the answer is JSON nested too deeply to be an API answer",
+                           status=response.status_code, where=_path(url)) from None
         except ValueError:
             raise NetworkError(
                 "the response is not JSON", status=response.status_code, where=_path(url)
@@ -593,11 +600,11 @@ class MapillaryClient:
 
     def _pause(self, api: str, asked_s: float) -> None:
         """Hold every request of ``api`` for the server's Retry-After (capped at
-        ``max_retry_after_s``); a wait longer than ``announce_wait_s`` is announced."""
+        ``max_retry_after_s``); a Retry-After longer than ``announce_wait_s`` is announced."""
         seconds = min(asked_s, self.config.max_retry_after_s)
         until = time.monotonic() + seconds
         if until > self._cooldown.get(api, 0.0):
-            if seconds > self.config.announce_wait_s and until > self._cooldown.get(api, 0) + 1:
+            if asked_s > self.config.announce_wait_s and until > self._cooldown.get(api, 0) + 1:
                 capped = f" (it asked for {asked_s:.0f} s)" if asked_s > seconds else ""
                 log.warning(
                     "Mapillary's %s requests are rate limited: waiting %.0f s%s before the next",

@@ -5,13 +5,16 @@
 folder and return an :class:`SfmResult`.
 
 Modules: :mod:`.intrinsics` (API / EXIF / guessed cameras), :mod:`.quality` (unusable-image
-screening), :mod:`.reconstruct` (the pipeline), :mod:`.georegister` (model -> ENU similarity;
-its function is ``citysplat.sfm.georegister.georegister``, not re-exported here so that the
-module name stays the module).
+screening), :mod:`.model_files` (a COLMAP model's files checked before pycolmap reads them:
+:func:`check_sparse_model`, :func:`read_sparse_model`), :mod:`.reconstruct` (the pipeline),
+:mod:`.georegister` (model -> ENU similarity; its function is
+``citysplat.sfm.georegister.georegister``, not re-exported here so that the module name stays
+the module).
 """
 
 from citysplat.sfm.georegister import Georegistration
 from citysplat.sfm.intrinsics import CameraIntrinsics, UnsupportedCameraError, resolve_intrinsics
+from citysplat.sfm.model_files import SparseModelError, check_sparse_model, read_sparse_model
 from citysplat.sfm.quality import ImageCheck, ScreeningOptions, screen_images
 from citysplat.sfm.reconstruct import (
     MAPPERS,
@@ -38,10 +41,13 @@ __all__ = [
     "SfmInputError",
     "SfmOptions",
     "SfmResult",
+    "SparseModelError",
     "UnsupportedCameraError",
     "candidate_pairs",
+    "check_sparse_model",
     "reconstruct",
     "reconstruct_folder",
+    "read_sparse_model",
     "resolve_intrinsics",
     "screen_images",
 ]

@@ -41,7 +41,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,7 +53,7 @@ import numpy as np
 
 import citysplat  # noqa: F401  (loads zlib before pycolmap)
 from citysplat.frames import LocalFrame
-from citysplat.io import atomic_write_text
+from citysplat.io import atomic_open, atomic_write_text, make_temp_dir
 from citysplat.sfm.georegister import DEFAULT_MAX_ERROR_M, Georegistration, georegister
 from citysplat.sfm.intrinsics import (
     CameraIntrinsics,
@@ -379,15 +378,15 @@ def _link_images(items: Sequence[SfmInput], image_dir: Path) -> None:
 
 
 def _write_model_atomically(reconstruction, sparse_dir: Path) -> None:
+    """Write the model as ``sparse_dir`` (COLMAP binary), replacing any model there only once
+    the new one is complete; the folder gets ``mkdir``'s mode under the umask."""
     parent = sparse_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{sparse_dir.name}.", suffix=".tmp", dir=parent))
+    tmp = make_temp_dir(parent, f".{sparse_dir.name}.", ".tmp")
     old = None
     try:
         reconstruction.write_binary(tmp)
         if sparse_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{sparse_dir.name}.", suffix=".old",
-                                        dir=parent))
+            old = make_temp_dir(parent, f".{sparse_dir.name}.", ".old")
             os.replace(sparse_dir, old / "sparse")
         os.replace(tmp, sparse_dir)
     except BaseException:
@@ -1145,20 +1144,45 @@ def _upright_copy(record, target: Path) -> Path:
     if target.exists() and target.stat().st_mtime_ns >= Path(record.path).stat().st_mtime_ns:
         return target
     image = load_oriented(record.path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                               suffix=target.suffix)
-    os.close(fd)
-    try:
+    with atomic_open(target) as handle:
         if target.suffix.lower() in (".jpg", ".jpeg"):
-            image.convert("RGB").save(tmp, format="JPEG", quality=95)
+            image.convert("RGB").save(handle, format="JPEG", quality=95)
         else:
-            image.save(tmp, format="PNG")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            image.save(handle, format="PNG")
     return target
+
+
+@contextlib.contextmanager
+def _undone_on_input_error(work_dir: Path):
+    """Undo what the block creates for ``work_dir`` when it raises an input error
+    (:class:`SfmInputError`, :class:`citysplat.photos.PhotoFolderError`): the topmost folder of
+    ``work_dir``'s path that did not exist yet (e.g. ``--out`` itself), or, in a work folder
+    kept from an earlier run, the marker, ``upright/`` and the files listed in the yielded
+    list. Other errors leave the scratch in place for a re-run."""
+    from citysplat.photos import PhotoFolderError
+
+    work_dir = Path(work_dir).absolute()
+    created_top = None
+    for candidate in (work_dir, *work_dir.parents):
+        if candidate.exists():
+            break
+        created_top = candidate
+    marker_existed = (work_dir / _WORK_MARKER).exists()
+    upright_existed = (work_dir / "upright").exists()
+    written: list[Path] = []
+    try:
+        yield written
+    except (SfmInputError, PhotoFolderError):
+        if created_top is not None:
+            shutil.rmtree(created_top, ignore_errors=True)
+        else:
+            for path in written:
+                path.unlink(missing_ok=True)
+            if not upright_existed:
+                shutil.rmtree(work_dir / "upright", ignore_errors=True)
+            if not marker_existed:
+                (work_dir / _WORK_MARKER).unlink(missing_ok=True)
+        raise
 
 
 def reconstruct_folder(folder: str | Path, out_dir: str | Path, *,
@@ -1191,22 +1215,27 @@ def reconstruct_folder(folder: str | Path, out_dir: str | Path, *,
             + (f" (skipped {skipped})" if skipped else "")
             + ": SfM needs at least 3 overlapping photos of the same place; add more photos "
             "to the folder")
-    _claim_work_dir(work_dir)  # before the upright copies go in
-    names = _safe_names([record.name for record in scan]
-                        + [s.path.relative_to(folder).as_posix() for s in scan.skipped])
-    frame = None
-    if scan.geotagged:
-        frame, _ = gps_track_enu(scan)
-    inputs = []
-    for record in scan:
-        path = record.path
-        if record.exif_orientation != 1:
-            path = _upright_copy(record, work_dir / "upright" / names[record.name])
-        inputs.append(SfmInput.from_photo(record, frame, path=path, name=names[record.name]))
-    for skipped in scan.skipped:
-        name = names[skipped.path.relative_to(folder).as_posix()]
-        inputs.append(SfmInput(name=name, path=skipped.path, unusable=skipped.reason))
-    result = reconstruct(inputs, work_dir, out_dir, frame=frame, **kwargs)
+    with _undone_on_input_error(work_dir) as written:
+        _claim_work_dir(work_dir)  # before the upright copies go in
+        names = _safe_names([record.name for record in scan]
+                            + [s.path.relative_to(folder).as_posix() for s in scan.skipped])
+        frame = None
+        if scan.geotagged:
+            frame, _ = gps_track_enu(scan)
+        inputs = []
+        for record in scan:
+            path = record.path
+            if record.exif_orientation != 1:
+                target = work_dir / "upright" / names[record.name]
+                if not target.exists():
+                    written.append(target)
+                path = _upright_copy(record, target)
+            inputs.append(SfmInput.from_photo(record, frame, path=path,
+                                              name=names[record.name]))
+        for skipped in scan.skipped:
+            name = names[skipped.path.relative_to(folder).as_posix()]
+            inputs.append(SfmInput(name=name, path=skipped.path, unusable=skipped.reason))
+        result = reconstruct(inputs, work_dir, out_dir, frame=frame, **kwargs)
     notes = []
     renamed = {a: b for a, b in names.items() if a != b}
     if renamed:

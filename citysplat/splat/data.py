@@ -126,10 +126,12 @@ def load_scene(
     ``images``: a folder (COLMAP's image names relative to it) or ``{name: path}``;
     ``masks``: a folder of ``<stem>.png`` masks (non-zero = moving, left out of the loss);
     ``sequences``: ``{name: sequence}`` (held-out views borrow the appearance of their
-    sequence's nearest training view). Raises :class:`SceneDataError` for a missing model,
-    fewer than 2 registered images with files, or a model without 3D points.
+    sequence's nearest training view). Raises :class:`SceneDataError` for a missing,
+    truncated or corrupt model (checked by :func:`citysplat.sfm.model_files.check_sparse_model`
+    before pycolmap reads it), fewer than 2 registered images with files, or a model without
+    3D points.
     """
-    import pycolmap
+    from citysplat.sfm.model_files import SparseModelError, read_sparse_model
 
     sparse_dir = Path(sparse_dir)
     if not (sparse_dir / "images.bin").is_file() and not (sparse_dir / "images.txt").is_file():
@@ -137,7 +139,10 @@ def load_scene(
             f"{sparse_dir} holds no COLMAP model (images.bin): give the "
             "sparse/ folder of a reconstruction (e.g. districts/<name>/sparse)"
         )
-    model = pycolmap.Reconstruction(str(sparse_dir))
+    try:  # checked before pycolmap reads it: a truncated file must not crash or eat memory
+        model = read_sparse_model(sparse_dir)
+    except SparseModelError as exc:
+        raise SceneDataError(str(exc)) from None
 
     def path_of(name: str) -> Path | None:
         if isinstance(images, Mapping):

@@ -31,11 +31,13 @@ def write_pinhole_dataset(
     without a view are deregistered."""
     import pycolmap
 
+    from citysplat.sfm.model_files import read_sparse_model
+
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be png or jpg, not {image_format!r}")
 
     out_dir = Path(out_dir)
-    model = pycolmap.Reconstruction(str(sparse_dir))
+    model = read_sparse_model(sparse_dir)  # checked first: a damaged model is one line
     views = {v.name: v for v in scene.views}
     pinhole: dict[int, list[float]] = {}
     for image_id in list(model.reg_image_ids()):
