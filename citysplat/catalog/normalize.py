@@ -24,6 +24,9 @@ INDEX_ZOOM = 14
 SPATIAL_KEY_BITS = 24
 """Bits per axis of the Hilbert key the images table is ordered by (cells of about 2.4 m)."""
 
+MAX_LIST = 16
+"""Longest list field kept (``camera_parameters`` and ``computed_rotation`` have 3 items)."""
+
 _EPSILON = 1e-14  # as mercantile: points within EPSILON of a tile's right/bottom edge go next door
 
 KNOWN_FIELDS = frozenset({
@@ -200,12 +203,16 @@ def _list_columns(prefix: str, values: list[Any], out: dict[str, Any]) -> int:
     if lengths is None:
         values = [v if isinstance(v, (list, tuple)) else None for v in values]
         lengths = _lengths(values)
+    full_lengths = lengths
+    if lengths.max(initial=0) > MAX_LIST:  # such rows are rejected (by their _n): not flattened
+        values = [None if v is not None and len(v) > MAX_LIST else v for v in values]
+        lengths = _lengths(values)
     flat = _flat(values, lengths)
     if flat is None:
         values = [None if v is None else [_to_float(x) for x in v] for v in values]
         flat = _flat(values, lengths)
-    n = lengths.astype(np.float64)
-    n[lengths < 0] = _NAN
+    n = full_lengths.astype(np.float64)
+    n[full_lengths < 0] = _NAN
     out[f"{prefix}_n"] = n
     width = int(lengths.max(initial=0))
     if width <= 0:

@@ -26,7 +26,13 @@ from shapely.geometry.base import BaseGeometry
 
 from citysplat.catalog.normalize import dedupe_last, staging_frame
 from citysplat.catalog.schema import DDL, IMAGE_COLUMN_NAMES, SCHEMA_VERSION, images_ddl
-from citysplat.catalog.validate import Rejection, row_problems, screen_entities
+from citysplat.catalog.validate import (
+    Rejection,
+    row_problems,
+    screen_entities,
+    text_checks_sql,
+    text_problems,
+)
 from citysplat.config import data_root
 from citysplat.failures import UserFacingError
 
@@ -223,7 +229,8 @@ def _stage_sql(widths: Mapping[str, int]) -> str:
         FROM _stage_df)
     SELECT id, sequence_id, epoch_ms(captured_at_ms) AT TIME ZONE 'UTC' AS captured_at,
         {", ".join(c for c in outer if c not in ("id", "sequence_id"))},
-        md5({_CANONICAL_JSON}) AS content_hash
+        md5({_CANONICAL_JSON}) AS content_hash,
+        {text_checks_sql()} AS reject_reason
     FROM typed"""
 
 
@@ -250,8 +257,11 @@ class Catalog:
         self._con = self._connect(wait_s)
         try:
             self._con.execute("SET TimeZone = 'UTC'")
+            self._entity_rejections = False
             if not read_only:
                 self._create_schema()
+                self._entity_rejections = bool(self._con.execute(
+                    "SELECT count(*) FROM rejected WHERE source = 'entity'").fetchone()[0])
         except BaseException:
             self._con.close()
             raise
@@ -366,6 +376,20 @@ class Catalog:
 
     def _write_batch(self, frame: pd.DataFrame, widths: Mapping[str, int],
                      rejected: list[Rejection], now: datetime) -> UpsertStats:
+        try:
+            return self._write_staged(frame, widths, rejected, now)
+        except duckdb.InvalidInputException as exc:
+            if "encode" not in str(exc):
+                raise
+        # text DuckDB cannot store (a lone surrogate from JSON): find it in Python, keep the rest
+        reasons = text_problems(frame)
+        bad = reasons != None  # noqa: E711 - elementwise
+        rejected = rejected + [Rejection("entity", i, r)
+                               for i, r in zip(frame["id"][bad], reasons[bad])]
+        return self._write_staged(frame[~bad].reset_index(drop=True), widths, rejected, now)
+
+    def _write_staged(self, frame: pd.DataFrame, widths: Mapping[str, int],
+                      rejected: list[Rejection], now: datetime) -> UpsertStats:
         if frame.empty:
             self.record_rejections(rejected, now)
             return UpsertStats(rejected=len(rejected),
@@ -376,10 +400,15 @@ class Catalog:
                 con.execute(_stage_sql(widths))
             finally:
                 _unregister(con, "_stage_df")
+            refused = con.execute("SELECT id, reject_reason FROM _stage "
+                                  "WHERE reject_reason IS NOT NULL").fetchall()
+            if refused:  # text too long or with NUL characters (checked by DuckDB, at speed)
+                con.execute("DELETE FROM _stage WHERE reject_reason IS NOT NULL")
+                rejected = rejected + [Rejection("entity", i, r) for i, r in refused]
             self._store_rejections(con, rejected, now)
-            # an entity that is valid now is no longer a rejected one
-            con.execute("DELETE FROM rejected WHERE source = 'entity' AND record IN "
-                        "(SELECT id FROM _stage)")
+            if self._entity_rejections:  # an entity that is valid now is no longer rejected
+                con.execute("DELETE FROM rejected WHERE source = 'entity' AND record IN "
+                            "(SELECT id FROM _stage)")
             con.execute("""CREATE OR REPLACE TEMP TABLE _changes AS
                 SELECT s.id, s.sequence_id, i.sequence_id AS old_sequence_id,
                        i.id IS NULL AS is_new
@@ -415,7 +444,8 @@ class Catalog:
             con.execute("DROP TABLE IF EXISTS _stage")
             con.execute("DROP TABLE IF EXISTS _changes")
             con.execute("DROP TABLE IF EXISTS _touched")
-        return UpsertStats(int(inserted), int(changed), len(frame) - int(inserted) - int(changed),
+        unchanged = len(frame) - len(refused) - int(inserted) - int(changed)
+        return UpsertStats(int(inserted), int(changed), unchanged,
                            len(rejected), tuple(rejected[:MAX_REJECTION_EXAMPLES]))
 
     # -- rejected records ---------------------------------------------------------------------
@@ -436,6 +466,7 @@ class Catalog:
         if not rows:
             return
         frame = pd.DataFrame(list(rows), columns=["source", "record", "reason"])
+        self._entity_rejections |= bool((frame["source"] == "entity").any())
         frame = frame.drop_duplicates(["source", "record"], keep="last")
         frame["seen_at"] = pd.Timestamp(now)
         con.register("_rejected_df", frame)

@@ -12,17 +12,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from citysplat.catalog.normalize import MAX_LIST
+
 IMAGE_ID = re.compile(r"[0-9]{1,20}")
 """A Mapillary image id: decimal digits (a 64-bit integer as a string)."""
 MAX_TEXT = 256
 """Longest string kept in a text column (sequence ids are 22 characters, names are short)."""
-MAX_LIST = 16
-"""Longest ``camera_parameters`` / ``computed_rotation`` list (3 are used)."""
 MAX_EXTRA_JSON = 65_536
 """Largest JSON of the fields without a column of their own, per entity."""
 CAPTURED_AT_RANGE_MS = (-2_208_988_800_000, 4_102_444_800_000)
@@ -51,35 +52,21 @@ def shown(value: Any, limit: int = 40) -> str:
 
 
 def screen_entities(ents: Sequence[Any]) -> tuple[list[Mapping[str, Any]], list[Rejection]]:
-    """The entities shaped like image entities (a mapping with an id of digits, short lists),
-    and a rejection for each other one. Cheap: a few lookups per entity."""
+    """The entities that are objects with an id, and a rejection for each other record. A batch
+    of dicts that all have an id passes in two passes at C speed; the values themselves are
+    checked by :func:`row_problems`."""
+    if set(map(type, ents)) <= {dict} and None not in map(dict.get, ents, repeat("id")):
+        return list(ents), []
     kept: list[Mapping[str, Any]] = []
     rejected: list[Rejection] = []
     for e in ents:
         if not isinstance(e, Mapping):
             rejected.append(Rejection("entity", shown(e), "not a JSON object"))
-            continue
-        image_id = e.get("id")
-        if not isinstance(image_id, (str, int)) or isinstance(image_id, bool) \
-                or not IMAGE_ID.fullmatch(str(image_id)):
-            rejected.append(Rejection("entity", shown(image_id),
-                                      "the image id is not decimal digits"))
-            continue
-        reason = _list_problem(e, "camera_parameters") or _list_problem(e, "computed_rotation")
-        if reason:
-            rejected.append(Rejection("entity", str(image_id), reason))
-            continue
-        kept.append(e)
+        elif e.get("id") is None:
+            rejected.append(Rejection("entity", shown(e.get("id")), "the entity has no id"))
+        else:
+            kept.append(e)
     return kept, rejected
-
-
-def _list_problem(e: Mapping[str, Any], key: str) -> str | None:
-    value = e.get(key)
-    if value is None or not isinstance(value, (list, tuple)):
-        return None
-    if len(value) > MAX_LIST:
-        return f"{key} has {len(value)} items (at most {MAX_LIST})"
-    return None
 
 
 def row_problems(frame: pd.DataFrame) -> np.ndarray:
@@ -87,12 +74,24 @@ def row_problems(frame: pd.DataFrame) -> np.ndarray:
     row is fine). Missing values (NaN, None) are fine: only present, impossible ones fail."""
     n = len(frame)
     reasons = np.full(n, None, dtype=object)
+    flagged = np.zeros(n, dtype=bool)
 
-    def flag(mask: np.ndarray, reason: str | np.ndarray) -> None:
-        todo = mask & (reasons == None)  # noqa: E711 - elementwise on an object array
-        if todo.any():
-            reasons[todo] = reason if isinstance(reason, str) else reason[todo]
+    def flag(mask: np.ndarray, reason: str) -> None:
+        if mask.any():
+            todo = mask & ~flagged
+            reasons[todo] = reason
+            flagged[todo] = True
 
+    ids = frame["id"].tolist()
+    joined = "".join(ids)
+    if not (joined.isascii() and joined.isdigit() and min(map(len, ids), default=1) >= 1
+            and max(map(len, ids), default=0) <= 20):
+        bad = np.fromiter((not IMAGE_ID.fullmatch(i) for i in ids), dtype=bool, count=n)
+        flag(bad, "the image id is not decimal digits")
+    for prefix, name in (("cp", "camera_parameters"), ("rot", "computed_rotation")):
+        counts = frame[f"{prefix}_n"].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            flag(counts > MAX_LIST, f"{name} has more than {MAX_LIST} items")
     captured = frame["captured_at_ms"].to_numpy(dtype=np.float64)
     lo, hi = CAPTURED_AT_RANGE_MS
     with np.errstate(invalid="ignore"):
@@ -111,41 +110,38 @@ def row_problems(frame: pd.DataFrame) -> np.ndarray:
             v = frame[col].to_numpy(dtype=np.float64)
             flag(~np.isnan(v) & ~((v >= 0) & (v <= INT32_MAX)),
                  f"{col} is not an integer from 0 to {INT32_MAX}")
-    for col in _TEXT_COLUMNS:
-        values = frame[col].tolist()
-        if _texts_fine(values):
-            continue  # the common case, checked at C speed
-        bad = np.fromiter((_text_problem(v) for v in values), dtype=bool, count=n)
-        flag(bad, f"{col} is not text of at most {MAX_TEXT} characters")
-    extra = frame["extra"]
-    too_big = np.fromiter((v is not None and len(v) > MAX_EXTRA_JSON for v in extra),
-                          dtype=bool, count=n)
-    flag(too_big, f"the fields without a column of their own exceed {MAX_EXTRA_JSON} bytes")
     return reasons
 
 
-def _texts_fine(values: list[Any]) -> bool:
-    """Whether every value is None or storable text of at most :data:`MAX_TEXT` characters
-    (one pass in C over the column; the per-value check runs only when this says no)."""
-    texts = [v for v in values if v.__class__ is str]
-    if len(texts) != sum(v is not None for v in values):
-        return False
-    if texts and max(map(len, texts)) > MAX_TEXT:
-        return False
-    joined = "".join(texts)
-    if "\x00" in joined:
-        return False
-    try:
-        joined.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def text_checks_sql() -> str:
+    """A DuckDB expression over the staged columns: why a row's text cannot be kept (too long,
+    or holding NUL characters), or NULL. DuckDB checks the text columns at C++ speed; text it
+    cannot even read (lone surrogates) fails the batch, which then goes through
+    :func:`text_problems`."""
+    cases = [f"WHEN length({c}) > {MAX_TEXT} OR contains({c}, chr(0)) THEN "
+             f"'{c} is not text of at most {MAX_TEXT} characters'" for c in _TEXT_COLUMNS]
+    cases.append(f"WHEN length(extra) > {MAX_EXTRA_JSON} THEN 'the fields without a column of "
+                 f"their own exceed {MAX_EXTRA_JSON} bytes'")
+    return "CASE " + " ".join(cases) + " END"
 
 
-def _text_problem(value: Any) -> bool:
+def text_problems(frame: pd.DataFrame) -> np.ndarray:
+    """Per row, why its text cannot be stored (including lone surrogates), or None: the slow,
+    per-value path for a batch DuckDB refused."""
+    n = len(frame)
+    reasons = np.full(n, None, dtype=object)
+    for col in (*_TEXT_COLUMNS, "extra"):
+        limit = MAX_EXTRA_JSON if col == "extra" else MAX_TEXT
+        for k, value in enumerate(frame[col].tolist()):
+            if reasons[k] is None and _text_problem(value, limit):
+                reasons[k] = f"{col} is not text of at most {limit} characters"
+    return reasons
+
+
+def _text_problem(value: Any, limit: int = MAX_TEXT) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
-    if len(value) > MAX_TEXT:
+    if len(value) > limit:
         return True
     try:
         value.encode("utf-8")  # lone surrogates (possible in JSON) cannot be stored
