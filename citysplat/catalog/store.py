@@ -261,7 +261,7 @@ class Catalog:
             if not read_only:
                 self._create_schema()
                 self._entity_rejections = bool(self._con.execute(
-                    "SELECT count(*) FROM rejected WHERE source = 'entity'").fetchone()[0])
+                    "SELECT count(*) FROM rejected WHERE source = 'entity'").fetchall()[0][0])
         except BaseException:
             self._con.close()
             raise
