@@ -31,12 +31,18 @@ def image_catalog(context: dg.AssetExecutionContext, mapillary: MapillaryApi, ar
     root = storage.root_path()
     root.mkdir(parents=True, exist_ok=True)
     result = ingest_area(area.area(), mapillary.config(), storage.catalog_path(),
-                         data_root=root)
+                         data_root=root, max_tiles=area.cap())
     with Catalog.open_read_only(storage.catalog_path()) as catalog:
         counts = catalog.counts()
     if result.tiles_failed:
         context.log.warning(f"{result.tiles_failed} coverage tiles failed; re-materialize to "
                             "fill the holes (see image_coverage)")
+    if result.rejected:
+        context.log.warning(f"{result.rejected} records were rejected (kept with their reasons "
+                            "in the catalog's rejected table)")
+    if result.rejected_fields:
+        context.log.warning("Mapillary refused the image fields "
+                            f"{', '.join(result.rejected_fields)}: catalogued without them")
     return dg.MaterializeResult(metadata={
         "tiles": result.tiles,
         "tiles_failed": result.tiles_failed,
@@ -44,6 +50,7 @@ def image_catalog(context: dg.AssetExecutionContext, mapillary: MapillaryApi, ar
         "images_new": result.upsert.inserted,
         "images_changed": result.upsert.updated,
         "images_in_catalog": counts.get("images", 0),
+        "records_rejected": result.rejected,
         "api_requests": sum(sum(v.values()) for v in result.requests.values()),
         "seconds": round(result.seconds, 2),
         "catalog": dg.MetadataValue.path(str(storage.catalog_path())),
@@ -81,7 +88,7 @@ def downloaded_images(context: dg.AssetExecutionContext, config: DownloadConfig,
     root = storage.root_path()
     size = config.size if config.size == "original" else int(config.size)
     result = ingest_area(area.area(), mapillary.config(), storage.catalog_path(),
-                         data_root=root, download=True, size=size)
+                         data_root=root, download=True, size=size, max_tiles=area.cap())
     d = result.downloads
     if d.failed:
         context.log.warning(f"{d.failed} images failed to download: "

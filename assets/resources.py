@@ -54,6 +54,12 @@ class IngestArea(dg.ConfigurableResource):
 
     bbox: Optional[str] = None
     geojson: Optional[str] = None
+    max_tiles: int = 25_000
+    """Refuse areas of more z14 coverage tiles than this (0: no cap)."""
+
+    def cap(self) -> Optional[int]:
+        """The tile cap for ``ingest_area`` (None: no cap)."""
+        return self.max_tiles or None
 
     def area(self):
         """The SDK :class:`~citysplat.mapillary.Area` (a clear ``dg.Failure`` if unset/bad)."""
@@ -61,9 +67,14 @@ class IngestArea(dg.ConfigurableResource):
 
         try:
             if self.geojson:
-                return Area.from_geojson(self.geojson, name=Path(self.geojson).stem)
-            if self.bbox:
-                return Area.from_bbox([float(v) for v in self.bbox.split(",")])
+                area = Area.from_geojson(self.geojson, name=Path(self.geojson).stem)
+            elif self.bbox:
+                area = Area.from_bbox([float(v) for v in self.bbox.split(",")])
+            else:
+                area = None
+            if area is not None:
+                area.check_size(self.cap())
+                return area
         except (ValueError, OSError) as exc:
             raise dg.Failure(description=f"ingest area: {exc}") from None
         raise dg.Failure(description="no ingest area: set CITYSPLAT_AREA_BBOX (W,S,E,N) or "
