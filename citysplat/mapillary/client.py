@@ -544,21 +544,22 @@ class MapillaryClient:
         """One HTTP attempt, bounded in time (``timeout_s`` for the whole request, body
         included) and in size (the cap of its kind); a non-2xx answer raises its typed error."""
         self.stats.requests[api] += 1
-        where = _path(url)
         try:
             response = await session.get(url, params, headers, self.config.max_bytes(api))
         except _AIOHTTP_ERRORS as exc:  # resets, bodies cut short, timeouts
             self.stats.errors[f"{api}:{type(exc).__name__}"] += 1
-            raise NetworkError(self._redact(f"{type(exc).__name__}: {exc}"), where=where) from None
+            raise NetworkError(
+                self._redact(f"{type(exc).__name__}: {exc}"), where=_path(url)
+            ) from None
         except ResponseTooLargeError as exc:
             self.stats.errors[f"{api}:too_large"] += 1
-            exc.where = where
+            exc.where = _path(url)
             exc.args = (exc._text(),)
             raise
         if response.status_code < 300:
-            return response
+            return response  # the common path: no URL parsing (it cost 23 us a request)
         self.stats.errors[f"{api}:{response.status_code}"] += 1
-        error = self._error(api, response, where)
+        error = self._error(api, response, _path(url))
         if isinstance(error, RateLimitError) and error.retry_after:
             self._pause(api, error.retry_after)
         raise error
