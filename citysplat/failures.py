@@ -61,10 +61,8 @@ def describe_failure(exc: BaseException) -> Failure:
                            "space, then run again", 2)
         return Failure(f"the catalog database failed: {first}; if the file is damaged, move "
                        "catalog.duckdb aside and run `citysplat ingest` again to rebuild it", 2)
-    try:
-        from pyproj.exceptions import CRSError, ProjError
-    except ImportError:  # pragma: no cover - pyproj is a dependency
-        CRSError = ProjError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    from pyproj.exceptions import CRSError, ProjError
+
     if isinstance(exc, (CRSError, ProjError)):
         return Failure(f"a position cannot be used for a map frame ({exc}); check the images' "
                        "positions (`citysplat coverage` lists rejected records)", 2)

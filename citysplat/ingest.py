@@ -11,7 +11,7 @@ images not yet verified on disk.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,9 +189,9 @@ async def _fetch_and_store(client: MapillaryClient, catalog: Catalog, ids: list[
     client.rejections.clear()
     if stats.rejected:  # the catalog has stored them; count every one, not just the examples
         stored = catalog.image_ids() & set(entities)
-        _count(result, [r for r in stats.rejections])
-        for image_id in set(entities) - stored - {r.record for r in stats.rejections}:
-            _count(result, [Rejection("entity", image_id, "rejected by the catalog")])
+        _count(result, stats.rejections)
+        _count(result, [Rejection("entity", image_id, "rejected by the catalog") for image_id
+                        in set(entities) - stored - {r.record for r in stats.rejections}])
     return [i for i in ids if i not in entities]
 
 
@@ -202,7 +202,7 @@ def _reject(result: IngestResult, catalog: Catalog, rejections: list[Rejection])
         _count(result, rejections)
 
 
-def _count(result: IngestResult, rejections: list[Rejection]) -> None:
+def _count(result: IngestResult, rejections: Iterable[Rejection]) -> None:
     for r in rejections:
         result.rejections[(r.source, r.record)] = r
 

@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from shapely.geometry import MultiPolygon, Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from citysplat.catalog.validate import shown
+from citysplat.catalog.validate import IMAGE_ID, shown
 from citysplat.mapillary._aio import bounded_as_completed
 from citysplat.mapillary.client import MapillaryClient
 from citysplat.mapillary.errors import AuthError, MapillaryError
@@ -51,8 +50,6 @@ CATALOG_FIELDS: tuple[str, ...] = (
 """Every image field the catalog asks for. ``organization`` (an object with the id), not
 ``organization_id``, which the live API refused in 2026 (``docs/MAPILLARY_API.md``); a field the
 API refuses is dropped for the run by the client, so its column stays empty."""
-IMAGE_ID = re.compile(r"^[0-9]{1,20}$")
-"""Mapillary image ids are decimal digits (a 64-bit integer)."""
 MAX_TILES = 25_000
 """Default cap on the z14 tiles of one area: half a day of Mapillary's published tile quota
 (50,000 a day), about a country the size of Belgium. Larger areas need an explicit override."""
@@ -414,7 +411,7 @@ def _image_id(value: Any) -> str | None:
         return None
     if isinstance(value, int):
         return str(value) if 0 <= value < 2**64 else None
-    if isinstance(value, str) and IMAGE_ID.match(value):
+    if isinstance(value, str) and IMAGE_ID.fullmatch(value):
         return value
     return None
 

@@ -77,7 +77,7 @@ _NEEDS_QUOTING = re.compile(r"[\x00-\x20\x7f\"<>\\^`{|}]|%(?![0-9A-Fa-f]{2})")
 
 @dataclass(frozen=True)
 class _Fetched:
-    """A thumbnail response read by aiohttp, with the attributes the error mapping reads."""
+    """A response read by aiohttp, with the attributes the error mapping reads."""
 
     status_code: int
     headers: Mapping[str, str]
