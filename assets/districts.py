@@ -7,12 +7,12 @@ pool; ``sparse_model`` only reads it (briefly) and writes the district's own fol
 districts reconstruct at once on whatever executor the deployment configures.
 """
 
-import base64
 from typing import Optional
 
 import dagster as dg
 
 from assets.ingest import CATALOG_POOL, downloaded_images, image_catalog
+from assets.metadata import png_markdown
 from assets.resources import CitysplatStorage, MapillaryApi
 from citysplat.layout import DataLayout
 
@@ -21,11 +21,6 @@ district_partitions = dg.DynamicPartitionsDefinition(name=DISTRICTS)
 
 MIN_REGISTRATION_RATE = 0.98
 MAX_GPS_RESIDUAL_M = 5.0
-
-
-def _png_md(path, alt: str) -> dg.MetadataValue:
-    encoded = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
 
 
 class DistrictsConfig(dg.Config):
@@ -43,12 +38,8 @@ class DistrictsConfig(dg.Config):
           "assets, with its ENU frame and image list under districts/<name>/.")
 def districts(context: dg.AssetExecutionContext, config: DistrictsConfig,
               storage: CitysplatStorage) -> dg.MaterializeResult:
-    from citysplat.districts import (
-        AutoDistrictOptions,
-        DistrictsInputError,
-        make_districts,
-        plot_districts,
-    )
+    from citysplat.districts.plots import plot_districts
+    from citysplat.districts.stage import AutoDistrictOptions, DistrictsInputError, make_districts
 
     layout = DataLayout.at(storage.root_path())
     try:
@@ -63,7 +54,7 @@ def districts(context: dg.AssetExecutionContext, config: DistrictsConfig,
         instance.add_dynamic_partitions(DISTRICTS, added)
     for stale in sorted(existing - set(result.names)):
         instance.delete_dynamic_partition(DISTRICTS, stale)
-    overview = plot_districts(result, layout.reports_dir / "districts.png")
+    overview = plot_districts(result, layout.districts_png)
     table = "| district | images | borrowed | part of |\n|---|---|---|---|\n" + "\n".join(
         f"| {d.name} | {len(d.image_ids)} | {len(d.borrowed_ids)} | {d.parent or ''} |"
         for d in result.districts[:300])
@@ -71,7 +62,7 @@ def districts(context: dg.AssetExecutionContext, config: DistrictsConfig,
         **{k: v for k, v in result.summary().items() if isinstance(v, (int, float, str))},
         "added_partitions": len(added),
         "table": dg.MetadataValue.md(table),
-        "map": _png_md(overview, "districts"),
+        "map": png_markdown(overview, "districts"),
     })
 
 
@@ -82,7 +73,7 @@ def districts(context: dg.AssetExecutionContext, config: DistrictsConfig,
 def district_images(context: dg.AssetExecutionContext, mapillary: MapillaryApi,
                     storage: CitysplatStorage) -> dg.MaterializeResult:
     from citysplat.catalog import Catalog
-    from citysplat.districts import district_members
+    from citysplat.districts.membership import district_members
     from citysplat.download import download_images_sync
 
     name = context.partition_key
@@ -103,7 +94,7 @@ def district_images(context: dg.AssetExecutionContext, mapillary: MapillaryApi,
         "downloaded": summary.downloaded,
         "already_present": summary.skipped + summary.recovered,
         "failed": summary.failed,
-        "scatter": _png_md(layout.district(name).images_png, name),
+        "scatter": png_markdown(layout.district(name).images_png, name),
     })
 
 
@@ -131,8 +122,10 @@ class SparseModelConfig(dg.Config):
 )
 def sparse_model(context: dg.AssetExecutionContext, config: SparseModelConfig,
                  storage: CitysplatStorage) -> dg.MaterializeResult:
-    from citysplat.sfm import MAPPERS, ReconstructionFailedError, SfmInputError
     from citysplat.sfm.district import reconstruct_district
+    from citysplat.sfm.inputs import SfmInputError
+    from citysplat.sfm.mapping import ReconstructionFailedError
+    from citysplat.sfm.options import MAPPERS
 
     if config.mapper not in MAPPERS:
         raise dg.Failure(description=f"mapper {config.mapper!r}: choose one of "
@@ -150,7 +143,7 @@ def sparse_model(context: dg.AssetExecutionContext, config: SparseModelConfig,
         metadata={
             **{k: v for k, v in figures.items() if v is not None},
             "model": dg.MetadataValue.path(str(outcome.sfm.sparse_dir)),
-            "cameras": _png_md(outcome.plot, name),
+            "cameras": png_markdown(outcome.plot, name),
         },
         check_results=[
             dg.AssetCheckResult(check_name="registration_rate",

@@ -5,14 +5,15 @@ most one run writes ``catalog.duckdb`` at a time (set the pool's limit to 1 on t
 ``image_coverage`` only reads it.
 """
 
-import base64
-
 import dagster as dg
 
+from assets.metadata import png_markdown
 from assets.resources import CitysplatStorage, IngestArea, MapillaryApi
 from citysplat.catalog import Catalog
 from citysplat.coverage import coverage_report, plot_coverage
-from citysplat.ingest import ingest_area
+from citysplat.download import size_field
+from citysplat.ingest import download_area, ingest_area
+from citysplat.layout import DataLayout
 
 CATALOG_POOL = "catalog_writer"
 
@@ -64,8 +65,7 @@ def image_coverage(area: IngestArea, storage: CitysplatStorage) -> dg.Materializ
     root = storage.root_path()
     with Catalog.open_read_only(storage.catalog_path()) as catalog:
         report = coverage_report(catalog, root, area=area.area().geometry)
-        png = plot_coverage(report, catalog, root / "reports" / "coverage.png")
-    encoded = base64.b64encode(png.read_bytes()).decode()
+        png = plot_coverage(report, catalog, DataLayout(root).coverage_png)
     rows = report.table()
     table = "| tile | status | listed | in catalog | downloaded |\n|---|---|---|---|---|\n" + \
         "\n".join(f"| {r['tile']} | {r['status']} | {r['listed']} | {r['in_catalog']} | "
@@ -74,7 +74,7 @@ def image_coverage(area: IngestArea, storage: CitysplatStorage) -> dg.Materializ
         **report.totals(),
         "holes": len(report.holes),
         "table": dg.MetadataValue.md(table),
-        "map": dg.MetadataValue.md(f"![coverage](data:image/png;base64,{encoded})"),
+        "map": png_markdown(png, "coverage"),
         "map_path": dg.MetadataValue.path(str(png)),
     })
 
@@ -85,11 +85,12 @@ def image_coverage(area: IngestArea, storage: CitysplatStorage) -> dg.Materializ
 def downloaded_images(context: dg.AssetExecutionContext, config: DownloadConfig,
                       mapillary: MapillaryApi, area: IngestArea,
                       storage: CitysplatStorage) -> dg.MaterializeResult:
-    root = storage.root_path()
-    size = config.size if config.size == "original" else int(config.size)
-    result = ingest_area(area.area(), mapillary.config(), storage.catalog_path(),
-                         data_root=root, download=True, size=size, max_tiles=area.cap())
-    d = result.downloads
+    try:
+        size_field(config.size)
+    except ValueError as exc:
+        raise dg.Failure(description=f"config size: {exc}") from None
+    d = download_area(area.area(), mapillary.config(), storage.catalog_path(),
+                      data_root=storage.root_path(), size=config.size, max_tiles=area.cap())
     if d.failed:
         context.log.warning(f"{d.failed} images failed to download: "
                             + "; ".join(f"{k}: {v}" for k, v in list(d.failures.items())[:5]))

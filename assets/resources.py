@@ -6,6 +6,7 @@ from typing import Optional
 import dagster as dg
 
 from citysplat.config import data_root
+from citysplat.layout import DataLayout
 
 
 class CitysplatStorage(dg.ConfigurableResource):
@@ -18,7 +19,7 @@ class CitysplatStorage(dg.ConfigurableResource):
         return data_root(self.root)
 
     def catalog_path(self) -> Path:
-        return self.root_path() / "catalog.duckdb"
+        return DataLayout(self.root_path()).catalog_path
 
     def cache_path(self) -> Optional[Path]:
         return Path(self.cache_dir) if self.cache_dir else None

@@ -1,10 +1,11 @@
 """The offline sample city as an asset: rendered images, API metadata and ground truth."""
 
-import base64
 
 import dagster as dg
 
+from assets.metadata import png_markdown
 from assets.resources import CitysplatStorage
+from citysplat.layout import DataLayout
 from citysplat.synthetic.city import generate_city
 from citysplat.synthetic.plots import plot_city_map
 from citysplat.synthetic.spec import preset
@@ -36,8 +37,7 @@ def sample_city(
 
     city = generate_city(spec, cache_dir=storage.cache_path(), progress=progress)
     summary = city.summary()
-    map_png = plot_city_map(city, storage.root_path() / "sample_city" / "map.png")
-    encoded = base64.b64encode(map_png.read_bytes()).decode()
+    map_png = plot_city_map(city, DataLayout(storage.root_path()).sample_city_map_png)
     return dg.MaterializeResult(
         metadata={
             "images": summary["images"],
@@ -47,6 +47,6 @@ def sample_city(
             "by_kind": dg.MetadataValue.json(summary["by_kind"]),
             "city_root": dg.MetadataValue.path(str(city.root)),
             "spec_key": spec.key(),
-            "map": dg.MetadataValue.md(f"![map](data:image/png;base64,{encoded})"),
+            "map": png_markdown(map_png, "map"),
         }
     )

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import citysplat  # noqa: F401  (zlib before pycolmap)
 from citysplat.demo import DEMO_DISTRICTS
-from citysplat.districts import make_districts
+from citysplat.districts.stage import make_districts
 from citysplat.fixtures.data_root import make_data_root
 from citysplat.groundtruth import city_true_poses, pose_errors
-from citysplat.layout import DataLayout
+from citysplat.layout import DataLayout, image_id_of
 from citysplat.sfm.district import reconstruct_district
 from citysplat.synthetic.city import generate_city
 from citysplat.synthetic.spec import preset
@@ -43,7 +43,7 @@ def run(layout: DataLayout, city, name: str, exhaustive: bool, scratch: Path) ->
     wall = time.perf_counter() - started
     sfm = outcome.sfm
     poses = sfm.poses()
-    truth = city_true_poses(city, sfm.frame, [n[:-4] for n in poses])
+    truth = city_true_poses(city, sfm.frame, [image_id_of(n) for n in poses])
     errors = pose_errors(poses, truth, align=False).summary()
     usable = sfm.total_images - len(sfm.unusable)
     row = {

@@ -31,7 +31,9 @@ import numpy as np
 import pandas as pd
 
 import citysplat  # noqa: F401  (zlib before anything that might pull pycolmap)
-from citysplat.geofence import best_lonlat, district_summary, districts_auto, local_metric
+from citysplat.districts.clusters import districts_auto, local_metric
+from citysplat.districts.files import district_summary
+from citysplat.positions import best_lonlat
 
 CENTER = (-122.44, 37.76)
 BUDGET_S = 60.0

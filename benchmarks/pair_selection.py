@@ -36,8 +36,8 @@ import numpy as np
 import citysplat  # noqa: F401  (zlib before anything that might pull pycolmap)
 from citysplat.catalog import Catalog
 from citysplat.frames import LocalFrame
-from citysplat.geofence import best_lonlat
-from citysplat.pairs import PairConfig, pair_quality, select_pairs
+from citysplat.pairs import PairConfig, PairImages, pair_quality, select_pairs
+from citysplat.positions import best_lonlat
 
 
 def _synthetic_city():
@@ -65,7 +65,7 @@ def quality(size: str, repeats: int, min_cells: int, config: PairConfig,
             images = cat.images()
     truth = [(a, b) for a, b, n in city.covisible if n >= min_cells]
     if min_district:  # score each generated district of at least that many images
-        from citysplat.geofence import districts_auto
+        from citysplat.districts.clusters import districts_auto
 
         parts = [(d.name, d.image_ids, d.frame) for d in districts_auto(images)
                  if len(d.image_ids) >= min_district]  # fmt: skip
@@ -83,7 +83,7 @@ def quality(size: str, repeats: int, min_cells: int, config: PairConfig,
         secs = []
         for r in range(repeats):
             t0 = time.perf_counter()
-            pairs = select_pairs(subset, frame, config)
+            pairs = select_pairs(PairImages.from_catalog(subset, frame), config)
             secs.append(time.perf_counter() - t0)
             recall, precision, fraction = pair_quality(pairs, truth, ids)
             weak, _, _ = pair_quality(pairs, city.covisible, ids)
@@ -112,7 +112,7 @@ def scale(sizes: list[int], repeats: int, config: PairConfig) -> dict[int, dict]
         secs = []
         for r in range(repeats):
             t0 = time.perf_counter()
-            pairs = select_pairs(images, frame, config)
+            pairs = select_pairs(PairImages.from_catalog(images, frame), config)
             secs.append(time.perf_counter() - t0)
             exhaustive = n * (n - 1) // 2
             print(f"scale repeat={r} images={n} pairs={len(pairs)} "

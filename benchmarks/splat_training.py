@@ -42,9 +42,9 @@ def city_district(tmp: Path, district: str, **spec: int):
     default city (``spec``: field overrides, e.g. more moving cars), reconstructed here."""
     from citysplat.catalog import Catalog
     from citysplat.demo import DEMO_DISTRICTS
-    from citysplat.districts import make_districts
+    from citysplat.districts.stage import make_districts
     from citysplat.fixtures.data_root import make_data_root
-    from citysplat.layout import DataLayout
+    from citysplat.layout import DataLayout, image_file_name
     from citysplat.sfm.district import reconstruct_district
     from citysplat.synthetic.city import generate_city
 
@@ -54,10 +54,10 @@ def city_district(tmp: Path, district: str, **spec: int):
     started = time.perf_counter()
     reconstruct_district(layout, district)
     print(f"reconstructed {district} in {time.perf_counter() - started:.0f} s", flush=True)
-    images = {p.name: p for p in (layout.root / "images").glob("*/*.jpg")}
+    images = {p.name: p for p in layout.images_dir.glob("*/*.jpg")}
     with Catalog.open_read_only(layout.catalog_path) as catalog:
         rows = catalog.images()
-    sequences = {f"{i}.jpg": s for i, s in zip(rows["id"], rows["sequence_id"])}
+    sequences = {image_file_name(i): s for i, s in zip(rows["id"], rows["sequence_id"])}
     masks = city.mask_path(city.metadata[0]["id"]).parent
     return layout.district(district).sparse_dir, images, masks, sequences
 

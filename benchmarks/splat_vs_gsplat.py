@@ -26,8 +26,8 @@ JPEG (quality 95) by default, so the dataset travels light; both trainers decode
 * ``mcmc``: citysplat with gsplat's ``MCMCStrategy``.
 
 The runs of ``backends`` share the GPU, as do those of ``masks`` (their rows say
-``concurrent_runs``); the others run alone. ``--config`` sets TrainConfig fields of every
-citysplat run (``'{"sky": false, "appearance": false, "test_every": 4}'`` for fountain-P11).
+``concurrent_runs``); the others run alone. ``--config`` sets training settings (the flat
+names of ``TrainConfig.from_settings``, e.g. ``prune_opa``) of every citysplat run (``'{"sky": false, "appearance": false, "test_every": 4}'`` for fountain-P11).
 
 simple_trainer runs unmodified. Its viewer is disabled (``--disable_viewer``); where viser or
 nerfview are not installed, empty stand-ins satisfy its imports, and where torchvision cannot
@@ -107,7 +107,9 @@ def citysplat_run(data: Path, out: Path, steps: int, max_side: int, **config) ->
     from citysplat.splat.config import TrainConfig
     from citysplat.splat.trainer import train_scene
 
-    cfg = TrainConfig(steps=steps, max_side=max_side, checkpoint_every=steps, **config)
+    cfg = TrainConfig.from_settings(
+        {"steps": steps, "max_side": max_side, "checkpoint_every": steps, **config}
+    )
     scene = _scene(data, max_side, cfg.test_every)
     m = train_scene(scene, cfg, out).metrics
     keep = ("psnr", "ssim", "psnr_static", "num_gaussians", "steps", "seconds", "backend")
@@ -237,8 +239,9 @@ def profile(args: argparse.Namespace) -> None:
     from citysplat.splat.trainer import SplatTrainer
 
     total = args.warmup + args.steps
-    cfg = TrainConfig(steps=10 * total, max_side=args.max_side, checkpoint_every=10 * total,
-                      masks=False, **json.loads(args.config))  # fmt: skip
+    cfg = TrainConfig.from_settings({"steps": 10 * total, "max_side": args.max_side,
+                                     "checkpoint_every": 10 * total, "masks": False,
+                                     **json.loads(args.config)})  # fmt: skip
     scene = _scene(Path(args.data), args.max_side, cfg.test_every)
     with tempfile.TemporaryDirectory(prefix="citysplat-profile-") as tmp:
         trainer = SplatTrainer(scene, cfg, tmp)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from citysplat.layout import DataLayout
 from citysplat.progress import progress_callback
 
 app = typer.Typer(
@@ -234,8 +235,12 @@ def ingest(
     from citysplat.ingest import ingest_area, preflight
 
     area = _area(bbox, geojson)
-    if size not in {"256", "1024", "2048", "original"}:
-        fail(f"--size {size!r}: choose 256, 1024, 2048 or original")
+    from citysplat.download import size_field
+
+    try:
+        size_field(size)
+    except ValueError as exc:
+        fail(f"--size: {exc}")
     if max_tiles < 0:
         fail("--max-tiles must be 0 (no cap) or more")
     cap = max_tiles or None
@@ -248,8 +253,8 @@ def ingest(
     root = data_root(home)
     root.mkdir(parents=True, exist_ok=True)
     with progress_callback(f"Ingesting {area.name or 'area'}") as cb:
-        result = _api_call(ingest_area, area, config, root / "catalog.duckdb", data_root=root,
-                           download=download, size=size if size == "original" else int(size),
+        result = _api_call(ingest_area, area, config, DataLayout(root).catalog_path, data_root=root,
+                           download=download, size=size,
                            refresh=refresh, progress=lambda stage, d, t: cb(d, t),
                            max_tiles=cap)
     _print_ingest(result)
@@ -326,7 +331,7 @@ def coverage(
     if wait < 0:
         fail("--wait must be 0 or more seconds")
     root = data_root(home)
-    path = root / "catalog.duckdb"
+    path = DataLayout(root).catalog_path
     if not path.exists():
         fail(f"no catalog at {path}: run `citysplat ingest` first (or set CITYSPLAT_HOME)")
     if wait > 0:
@@ -339,7 +344,7 @@ def coverage(
              code=3)
     with catalog:
         report = coverage_report(catalog, root, area=area)
-        png = plot_coverage(report, catalog, out or root / "reports" / "coverage.png")
+        png = plot_coverage(report, catalog, out or DataLayout(root).coverage_png)
     print_report(report, console)
     console.print(Text(f"Coverage map: {png}"))
     if report.holes:
@@ -367,8 +372,7 @@ def districts(
     """Cut the catalogued city into districts: the unit of reconstruction and of parallelism."""
     from rich.table import Table
 
-    from citysplat.districts import AutoDistrictOptions, DistrictsInputError, make_districts
-    from citysplat.layout import DataLayout
+    from citysplat.districts.stage import AutoDistrictOptions, DistrictsInputError, make_districts
 
     if (geojson is None) == (not auto):
         fail("give --geojson FILE (named polygons) or --auto (capture clusters), one of them")
@@ -429,7 +433,8 @@ def _print_sfm(result, title: str) -> None:
 
 def _sfm_call(fn, *args, **kwargs):
     from citysplat.photos import PhotoFolderError
-    from citysplat.sfm import ReconstructionFailedError, SfmInputError
+    from citysplat.sfm.inputs import SfmInputError
+    from citysplat.sfm.mapping import ReconstructionFailedError
 
     try:
         return _api_call(fn, *args, **kwargs)
@@ -446,9 +451,8 @@ def reconstruct(
     home: Path | None = HomeOption,
 ) -> None:
     """Structure from motion of one district (its downloaded images), in its ENU frame."""
-    from citysplat.layout import DataLayout
-    from citysplat.sfm import MAPPERS
     from citysplat.sfm.district import reconstruct_district
+    from citysplat.sfm.options import MAPPERS
 
     if mapper not in MAPPERS:
         fail(f"--mapper {mapper!r}: choose one of {', '.join(MAPPERS)}")
@@ -473,8 +477,8 @@ def reconstruct_folder(
     recursive: bool = typer.Option(False, "--recursive", help="Also read sub-folders."),
 ) -> None:
     """Bring your own photos: reconstruct a folder into the same layout and metrics."""
-    from citysplat.sfm import MAPPERS
-    from citysplat.sfm import reconstruct_folder as run
+    from citysplat.sfm.folder import reconstruct_folder as run
+    from citysplat.sfm.options import MAPPERS
 
     if mapper not in MAPPERS:
         fail(f"--mapper {mapper!r}: choose one of {', '.join(MAPPERS)}")
@@ -487,26 +491,18 @@ def reconstruct_folder(
     _print_sfm(result, f"{folder.name}")
 
 
-StepsOption = typer.Option(3000, "--steps", help="Training steps.")
-BackendOption = typer.Option("auto", "--backend", help="auto (gsplat on CUDA, else PyTorch), "
-                             "gsplat or torch.")
-MaxSideOption = typer.Option(320, "--max-side", help="Training resolution: longer image side.")
+from citysplat.splat.cli_options import train_options  # noqa: E402  (light: no torch)
 
 
-def _train_config(steps: int, backend: str, max_side: int, seed: int,
-                  checkpoint_every: int = 250):
-    from citysplat.splat.config import TrainConfig
+def _train_config(settings: dict):
+    """The TrainConfig of the command's training options; a bad value is one line (the same
+    check as the library's and Dagster's)."""
+    from citysplat.splat.config import TrainConfig, TrainConfigError
 
-    if steps < 1:
-        fail("--steps must be at least 1")
-    if backend not in ("auto", "gsplat", "torch"):
-        fail(f"--backend {backend!r}: choose auto, gsplat or torch")
-    if max_side < 16:
-        fail("--max-side must be at least 16 pixels")
-    if checkpoint_every < 1:
-        fail("--checkpoint-every must be at least 1")
-    return TrainConfig(steps=steps, backend=backend, max_side=max_side, seed=seed,
-                       checkpoint_every=checkpoint_every)
+    try:
+        return TrainConfig.from_settings(settings)
+    except TrainConfigError as exc:
+        fail(str(exc))
 
 
 def _train_call(fn, *args, **kwargs):
@@ -542,47 +538,42 @@ def _print_train(result) -> None:
 
 
 @app.command("train-model")
+@train_options(skip={"masks"})  # --masks DIR: the masks setting is on where masks are given
 def train_model(
     sparse_dir: Path = typer.Argument(..., help="A COLMAP model folder (cameras/images/points)."),
     images_dir: Path = typer.Argument(..., help="The folder of the model's images."),
-    out: Path = typer.Option(..., "--out", help="Where point_cloud.ply, metrics.json go."),
-    steps: int = StepsOption,
-    backend: str = BackendOption,
-    max_side: int = MaxSideOption,
+    out: Path = typer.Option(..., "--out", help="Where the PLY, metrics and renders go."),
     masks: Path | None = typer.Option(None, help="Masks folder: <stem>.png, non-zero = moving."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same run)."),
-    checkpoint_every: int = typer.Option(250, help="Steps between checkpoints."),
+    settings: dict | None = None,
 ) -> None:
     """Train Gaussian splats from any COLMAP model; re-running resumes from the checkpoint."""
     from citysplat.splat.district import train_model as run
 
-    config = _train_config(steps, backend, max_side, seed, checkpoint_every)
+    config = _train_config(settings or {})
     if not images_dir.is_dir():
         fail(f"{images_dir}: no such folder of images")
     if masks is not None and not masks.is_dir():
         fail(f"--masks {masks}: no such folder")
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; give a folder")
-    with progress_callback(f"Training {steps} steps") as cb:
+    with progress_callback(f"Training {config.steps} steps") as cb:
         result = _train_call(run, sparse_dir, images_dir, out, config, masks=masks,
                              progress=lambda step, total, _: cb(step, total))
     _print_train(result)
 
 
 @app.command("train")
+@train_options()
 def train(
     district: str = typer.Argument(..., help="District name (see `citysplat districts`)."),
-    steps: int = StepsOption,
-    backend: str = BackendOption,
-    max_side: int = MaxSideOption,
-    seed: int = typer.Option(0, help="Random seed (same seed, same run)."),
     home: Path | None = HomeOption,
+    settings: dict | None = None,
 ) -> None:
     """Train the splat of one district from its sparse model (districts/<name>/splat/)."""
     from citysplat.layout import DataLayout
     from citysplat.splat.district import train_district
 
-    config = _train_config(steps, backend, max_side, seed)
+    config = _train_config(settings or {})
     layout = DataLayout.at(home)
     try:
         layout.district(district)
@@ -590,7 +581,7 @@ def train(
         fail(str(exc))
     if not layout.district(district).exists():
         fail(f"no district {district!r} under {layout.root}: run `citysplat districts` first")
-    with progress_callback(f"Training {district}, {steps} steps") as cb:
+    with progress_callback(f"Training {district}, {config.steps} steps") as cb:
         result = _train_call(train_district, layout, district, config,
                              progress=lambda step, total, _: cb(step, total))
     _print_train(result)

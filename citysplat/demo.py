@@ -21,10 +21,11 @@ from rich.text import Text
 from citysplat.catalog import Catalog
 from citysplat.config import data_root
 from citysplat.coverage import coverage_report, plot_coverage, print_report
-from citysplat.districts import AutoDistrictOptions, DistrictsResult, make_districts, plot_districts
+from citysplat.districts.plots import plot_districts
+from citysplat.districts.stage import AutoDistrictOptions, DistrictsResult, make_districts
 from citysplat.fixtures.server import MapillaryFixtureServer
 from citysplat.ingest import IngestResult, ingest_area
-from citysplat.layout import DataLayout
+from citysplat.layout import DataLayout, SplatLayout
 from citysplat.mapillary import Area
 from citysplat.progress import progress_callback
 from citysplat.sfm.district import DistrictReconstruction, reconstruct_district
@@ -69,18 +70,19 @@ def run_demo(city: SyntheticCity, console: Console, root: Path | None = None, *,
     for ``train_steps`` (0: no training)."""
     root = Path(root) if root else data_root() / "demo"
     root.mkdir(parents=True, exist_ok=True)
+    layout = DataLayout.at(root)
     area = city_area(city)
     with MapillaryFixtureServer(city.world_images()) as server:
         config = server.client_config()
         console.print(f"Sample city served at {server.graph_url} "
                       f"({len(city.metadata)} images); ingesting it as from Mapillary")
         with progress_callback("Ingest: tiles, metadata, downloads") as cb:
-            result = ingest_area(area, config, root / "catalog.duckdb", data_root=root,
+            result = ingest_area(area, config, layout.catalog_path, data_root=root,
                                  download=True, size="original",
                                  progress=lambda stage, done, total: cb(done, total))
-    with Catalog.open_read_only(root / "catalog.duckdb") as catalog:
+    with Catalog.open_read_only(layout.catalog_path) as catalog:
         report = coverage_report(catalog, root, area=area.geometry)
-        coverage_png = plot_coverage(report, catalog, root / "reports" / "coverage.png")
+        coverage_png = plot_coverage(report, catalog, layout.coverage_png)
         catalog_images = catalog.counts().get("images", 0)
     print_report(report, console)
     d = result.downloads
@@ -91,13 +93,12 @@ def run_demo(city: SyntheticCity, console: Console, root: Path | None = None, *,
         f"there, {d.failed} failed")
     for image_id, why in list(d.failures.items())[:5]:
         console.print(Text.assemble("  ", ("not downloadable", "yellow"), f" {image_id}: {why}"))
-    city_map = plot_city_map(city, root / "reports" / "sample_city_map.png")
+    city_map = plot_city_map(city, layout.sample_city_map_png)
     console.print(f"Coverage map: {coverage_png}\nCity map: {city_map}")
     demo = DemoResult(result, catalog_images, len(city.metadata), coverage_png, city_map)
 
-    layout = DataLayout.at(root)
     demo.districts = make_districts(layout, auto=DEMO_DISTRICTS)
-    overview = plot_districts(demo.districts, layout.reports_dir / "districts.png")
+    overview = plot_districts(demo.districts, layout.districts_png)
     console.print(f"Districts: {', '.join(demo.districts.names)} (map: {overview})")
     if reconstruct:
         for name in demo.districts.names:
@@ -116,10 +117,10 @@ def _train(city: SyntheticCity, layout: DataLayout, name: str, steps: int, conso
     from citysplat.splat.config import TrainConfig
     from citysplat.splat.district import train_district
 
-    masks = layout.district(name).dir / "masks"
-    masks.mkdir(exist_ok=True)
-    for image_id in layout.district(name).images_txt.read_text().split():
-        source, target = city.mask_path(image_id), masks / f"{image_id}.png"
+    district = layout.district(name)
+    district.masks_dir.mkdir(exist_ok=True)
+    for image_id in district.image_ids():
+        source, target = city.mask_path(image_id), district.mask_png(image_id)
         if source.is_file() and not target.exists():
             target.symlink_to(source.resolve())
     config = TrainConfig(steps=steps, max_side=160, sh_degree=1)
@@ -141,7 +142,7 @@ def _print_splats(results: dict[str, Any], console: Console) -> None:
                       f"{m['seconds']:.0f} s")
     console.print(table)
     for name, r in results.items():
-        console.print(f"  {name}: {r.ply_path} (renders: {r.ply_path.parent / 'renders'})")
+        console.print(f"  {name}: {r.ply_path} (renders: {SplatLayout(r.out_dir).renders_dir})")
 
 
 def _print_reconstructions(outcomes: dict[str, DistrictReconstruction], console: Console

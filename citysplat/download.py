@@ -48,22 +48,22 @@ from rich.progress import (
 from rich.text import Text
 
 from citysplat import event_loop
+from citysplat.layout import DataLayout
 from citysplat.mapillary._aio import bounded_as_completed
 from citysplat.mapillary.client import MAX_IDS_PER_REQUEST, MapillaryClient
 from citysplat.mapillary.config import MapillaryConfig
 from citysplat.mapillary.errors import AuthError, MapillaryError, UrlExpiredError
+from citysplat.progress import ProgressFn
 
 log = logging.getLogger(__name__)
 
 SizeLabel = Literal["256", "1024", "2048", "original"]
 SIZES: tuple[str, ...] = ("256", "1024", "2048", "original")
-PARTIAL_DIR = ".partial"
 LEDGER_CHUNK = 1000
 STALE_PARTIAL_S = 24 * 3600
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 DISK_THREADS = 4
 """At most this many threads verify, hash and write (fewer on fewer cores)."""
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -132,19 +132,6 @@ def size_field(size: int | str) -> tuple[str, str]:
     if label not in SIZES:
         raise ValueError(f"size must be one of 256, 1024, 2048 or 'original', got {size!r}")
     return label, f"thumb_{label}_url"
-
-
-def relative_image_path(image_id: str) -> str:
-    """``images/<id[:2]>/<id>.jpg``."""
-    image_id = str(image_id)
-    if not (image_id.isascii() and image_id.isalnum()):
-        raise ValueError(f"image id {image_id!r} is not alphanumeric")
-    return f"images/{image_id[:2]}/{image_id}.jpg"
-
-
-def image_path(store_root: Path | str, image_id: str) -> Path:
-    """Where an image lives in the store."""
-    return Path(store_root) / relative_image_path(image_id)
 
 
 def verify_image(data: bytes) -> None:
@@ -404,7 +391,7 @@ class _Run:
         self.client = client
         self.root = root
         self.root_s = os.fspath(root)
-        self.partial = root / "images" / PARTIAL_DIR
+        self.partial = DataLayout(root).partial_dir
         self.partial_s = os.fspath(self.partial)
         self.ledger = ledger
         self.size_label, self.url_field = size_field(size)
@@ -456,7 +443,7 @@ class _Run:
         records: list[DownloadRecord] = []
         todo: list[str] = []
         for image_id in ids:
-            rel = relative_image_path(image_id)
+            rel = DataLayout.relative_image_path(image_id)
             path = Path(self.root_s, rel)
             try:
                 if not path.is_file():
@@ -480,7 +467,7 @@ class _Run:
     async def _download(self, image_id: str, book: _UrlBook) -> DownloadRecord:
         expired = 0
         bad = 0
-        rel = relative_image_path(image_id)
+        rel = DataLayout.relative_image_path(image_id)
         dest = os.path.join(self.root_s, rel)
         book.started.add(image_id)
         url, generation = book.get(image_id)

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from citysplat.layout import image_file_name
+
 __all__ = [
     "GroundTruthCamera",
     "PoseErrors",
@@ -304,9 +306,9 @@ def pose_errors(
 
 def city_true_poses(city: Any, frame: Any = None, ids: Iterable[str] | None = None
                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{"<id>.jpg": (R, t)}`` world-to-camera true poses of a generated city's images (of
-    ``ids``, default all) in ``frame`` (a :class:`~citysplat.frames.LocalFrame`, e.g. a
-    district's; default: the city's own ENU frame)."""
+    """``{image_file_name(id): (R, t)}`` world-to-camera true poses of a generated city's
+    images (of ``ids``, default all) in ``frame`` (a :class:`~citysplat.frames.LocalFrame`,
+    e.g. a district's; default: the city's own ENU frame)."""
     ids = list(city.cameras) if ids is None else list(ids)
     out = {}
     for image_id in ids:
@@ -320,5 +322,5 @@ def city_true_poses(city: Any, frame: Any = None, ids: Iterable[str] | None = No
             axes = (moved[1:] - moved[0]).T  # columns: the city's e, n, u in ``frame``
             c, r_c2w = moved[0], axes @ r_c2w
         r_w2c = r_c2w.T
-        out[f"{image_id}.jpg"] = (r_w2c, -r_w2c @ c)
+        out[image_file_name(image_id)] = (r_w2c, -r_w2c @ c)
     return out

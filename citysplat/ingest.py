@@ -11,22 +11,22 @@ images not yet verified on disk.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from citysplat import event_loop
 from citysplat.catalog import Catalog, UpsertStats
 from citysplat.catalog.validate import Rejection
-from citysplat.download import DownloadSummary, download_images
+from citysplat.download import DownloadSummary, download_images, download_images_sync
 from citysplat.mapillary import MAX_TILES, Area, MapillaryClient, MapillaryConfig, scan_tiles
+from citysplat.progress import ProgressFn, StageProgressFn
 
 ENTITY_CHUNK = 1000  # entities fetched and upserted per step (crash granularity)
 DEFAULT_TILESET = "mly1_public"  # every image, processed or not (the computed set lags)
 
 BROKEN_AT_SOURCE = "not a decodable image"  # the downloader's word for a source-side break
 
-ProgressFn = Callable[[str, int, int], None]
 """``progress(stage, done, total)`` with stage ``tiles``, ``entities`` or ``downloads``."""
 
 
@@ -85,7 +85,7 @@ async def ingest_area_async(
     size: int | str = 2048,
     refresh: bool = False,
     tileset: str = DEFAULT_TILESET,
-    progress: ProgressFn | None = None,
+    progress: StageProgressFn | None = None,
     download_progress: bool = False,
     max_tiles: int | None = MAX_TILES,
 ) -> IngestResult:
@@ -148,6 +148,21 @@ async def ingest_area_async(
         result.requests = client.stats.snapshot()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def download_area(area: Area, config: MapillaryConfig, catalog_path: Path, *,
+                  data_root: Path, size: int | str = 2048, tileset: str = DEFAULT_TILESET,
+                  progress: bool | ProgressFn | None = None,
+                  max_tiles: int | None = MAX_TILES) -> DownloadSummary:
+    """Download the catalogued images of ``area`` without enumerating it again: the images
+    its coverage tiles listed at the last :func:`ingest_area` that the catalog holds and that
+    lie in the area, as an ingest with ``download=True`` would have downloaded them."""
+    area.check_size(max_tiles)
+    with Catalog(catalog_path) as catalog:
+        listed = catalog.listed_in_tiles(tileset, [(t.z, t.x, t.y) for t in area.tiles()])
+        ids = _inside(sorted(listed & catalog.image_ids()), catalog, area)
+        return download_images_sync(config, ids, data_root, catalog, size=size,
+                                    progress=progress)
 
 
 async def preflight_async(area: Area, config: MapillaryConfig,

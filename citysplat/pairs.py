@@ -2,7 +2,11 @@
 panoramas, never all pairs.
 
 A district of ``n`` images has ``n (n - 1) / 2`` pairs; matching them all is what makes
-exhaustive SfM quadratic. :func:`select_pairs` proposes only pairs that can see common surface:
+exhaustive SfM quadratic. :func:`select_pairs` is the one selector of citysplat (a district's
+catalog rows and a folder of one's own photos alike); it reads :class:`PairImages` (per image:
+position, heading, field of view, sequence, capture time), made from catalog rows by
+:meth:`PairImages.from_catalog` or from SfM inputs by :func:`citysplat.sfm.matching.pair_images`,
+and proposes only pairs that can see common surface:
 
 * **position**: each image with its ``k_nearest`` neighbours within ``radius_m`` (scipy
   ``cKDTree``; Mapillary's ``computed_geometry`` where known, the uploaded GPS otherwise);
@@ -20,7 +24,9 @@ exhaustive SfM quadratic. :func:`select_pairs` proposes only pairs that can see 
 
 Apart from the sequence pairs, no pair joins images more than ``radius_m`` (``pano_radius_m``
 for a panorama) apart. The k-nearest cap bounds the work in dense places: the cost is
-``O(n k log n)``, never ``O(n^2)``.
+``O(n k log n)``, never ``O(n^2)``. One exception: a small set (fewer than
+``exhaustive_below`` images) of which no image has a position is matched exhaustively, since
+nothing else says which of its images overlap.
 
 :func:`write_pairs_file` writes COLMAP's pairs format (``name_a name_b`` per line, the input of
 ``pycolmap.match_image_pairs`` / ``colmap matches_importer --match_type pairs``), and
@@ -29,8 +35,9 @@ for a panorama) apart. The k-nearest cap bounds the work in dense places: the co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +45,9 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from citysplat.frames import LocalFrame
-from citysplat.geofence import best_headings, best_lonlat, pano_mask
 from citysplat.io import atomic_write_text
+from citysplat.layout import image_file_name
+from citysplat.positions import best_headings, best_lonlat, pano_mask
 
 Pair = tuple[str, str]
 
@@ -55,7 +63,14 @@ class PairConfig:
     the same corner building from 60 m apart, and two cars on one street facing each other
     see the facades between them from 70 m; the sector test (35 m deep) drops the pairs
     within it that look away from each other. Where capture is dense, 60 partners per image
-    keep the far pairs that 40 would cut.
+    keep the far pairs that 40 would cut (docs/BENCHMARKS.md, "Districts, pairs and SfM";
+    ``benchmarks/pair_selection.py``).
+
+    The same settings serve a district and ``reconstruct-folder`` (a folder of one's own
+    photos). The two differ only in their data, never in these settings: a folder's photos
+    carry no sequence, so :func:`citysplat.sfm.matching.pair_images` takes them as one
+    sequence in capture order (they are one walk), and a folder without GPS falls under
+    ``exhaustive_below`` (a district's images always have positions).
     """
 
     radius_m: float = 70.0  # spatial pairs only between images at most this far apart
@@ -68,6 +83,9 @@ class PairConfig:
     pano_radius_m: float | None = None  # None: radius_m
     use_heading: bool = True  # False: keep every spatial pair within the radius
     sector_samples: tuple[int, int] = (5, 5)  # depths x angles of each sector's test grid
+    # fewer images than this, none with a position: every pair (nothing else says which of
+    # them overlap, and the set is small)
+    exhaustive_below: int = 40
 
     def __post_init__(self) -> None:
         if self.radius_m <= 0 or self.view_depth_m <= 0:
@@ -75,6 +93,79 @@ class PairConfig:
         if self.k_nearest < 0 or self.k_candidates < 1 or self.sequence_neighbors < 0:
             raise ValueError("k_nearest and sequence_neighbors must be >= 0, "
                              "k_candidates >= 1")
+
+
+@dataclass(frozen=True)
+class PairImages:
+    """What :func:`select_pairs` knows of each image; arrays aligned with ``ids``.
+
+    ``xy``: (n, 2) east/north metres in one local frame (NaN: no position); ``headings``:
+    compass degrees (NaN: none known); ``hfov_deg``: horizontal field of view (NaN: unknown,
+    :attr:`PairConfig.default_hfov_deg` is used; 360 for panoramas); ``pano``: panoramas;
+    ``sequence``: the capture sequence ("" : none, no sequence pairs); ``order``: capture
+    time within it (inf: unknown; ties are broken by id).
+    """
+
+    ids: np.ndarray
+    xy: np.ndarray
+    headings: np.ndarray
+    hfov_deg: np.ndarray
+    pano: np.ndarray
+    sequence: np.ndarray
+    order: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.xy.shape != (n, 2) or any(len(a) != n for a in (
+                self.headings, self.hfov_deg, self.pano, self.sequence, self.order)):
+            raise ValueError("PairImages arrays must all have one entry per id")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def of(cls, ids: Sequence[str], xy: Sequence[Sequence[float] | None], *,
+           headings: Sequence[float | None] | None = None,
+           hfov_deg: Sequence[float | None] | None = None,
+           sequence: Sequence[str | None] | None = None,
+           order: Sequence[float | None] | None = None) -> PairImages:
+        """From per-image values (None, or a None entry: not known), no panoramas."""
+        n = len(ids)
+
+        def floats(values, missing: float) -> np.ndarray:
+            values = [None] * n if values is None else values
+            out = np.array([np.nan if v is None else float(v) for v in values], np.float64)
+            return np.where(np.isnan(out), missing, out)
+
+        return cls(
+            ids=np.array([str(i) for i in ids], dtype=object),
+            xy=np.array([(np.nan, np.nan) if p is None else tuple(p[:2]) for p in xy],
+                        dtype=np.float64).reshape(n, 2),
+            headings=floats(headings, np.nan), hfov_deg=floats(hfov_deg, np.nan),
+            pano=np.zeros(n, dtype=bool),
+            sequence=np.array(["" if s is None else str(s)
+                               for s in ([None] * n if sequence is None else sequence)],
+                              dtype=object),
+            order=floats(order, np.inf))
+
+    @classmethod
+    def from_catalog(cls, images_df: pd.DataFrame, frame: LocalFrame) -> PairImages:
+        """Catalog rows (``id``, ``sequence_id``, ``captured_at_ms``, positions, compass
+        angles, ``camera_type`` / ``is_pano``, ``camera_parameters``, ``width``, ``height``),
+        positions taken into ``frame`` (the district's ENU metres)."""
+        df = images_df.reset_index(drop=True)
+        lon, lat = best_lonlat(df)
+        xy = np.full((len(df), 2), np.nan)
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        if ok.any():
+            xy[ok] = frame.to_enu(lon[ok], lat[ok])[:, :2]
+        sequence = (df["sequence_id"].astype("string").fillna("").to_numpy(dtype=object)
+                    if "sequence_id" in df else np.full(len(df), "", dtype=object))
+        order = _column(df, "captured_at_ms")
+        return cls(ids=df["id"].astype(str).to_numpy(dtype=object), xy=xy,
+                   headings=best_headings(df), hfov_deg=horizontal_fov_deg(df, np.nan),
+                   pano=pano_mask(df), sequence=sequence,
+                   order=np.where(np.isfinite(order), order, np.inf))
 
 
 # ------------------------------------------------------------------------------------------
@@ -143,8 +234,9 @@ def sectors_overlap(pa: np.ndarray, ha: np.ndarray, half_a: np.ndarray, pb: np.n
         r = rest[s:s + chunk]
         hit = _grid_in(pa[r], ha[r], half_a[r], pb[r], ub[r], cb[r], depth, depths, unit)
         miss = np.flatnonzero(~hit)
-        hit[miss] = _grid_in(pb[r[miss]], hb[r[miss]], half_b[r[miss]], pa[r[miss]],
-                             ua[r[miss]], ca[r[miss]], depth, depths, unit)
+        if len(miss):
+            hit[miss] = _grid_in(pb[r[miss]], hb[r[miss]], half_b[r[miss]], pa[r[miss]],
+                                 ua[r[miss]], ca[r[miss]], depth, depths, unit)
         out[r] = hit
     return out
 
@@ -188,17 +280,14 @@ def _normalise(pairs: np.ndarray) -> np.ndarray:
     return np.stack([key // width, key % width], axis=1)
 
 
-def sequence_pairs(images_df: pd.DataFrame, neighbors: int) -> np.ndarray:
+def sequence_pairs(images: PairImages, neighbors: int) -> np.ndarray:
     """Row-index pairs of each image with the next ``neighbors`` of its sequence (ordered by
-    ``captured_at_ms``, then id)."""
-    n = len(images_df)
-    if neighbors <= 0 or n < 2 or "sequence_id" not in images_df:
+    capture time, then id); images without a sequence get none."""
+    n = len(images)
+    if neighbors <= 0 or n < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    seq = images_df["sequence_id"].astype("string").fillna("").to_numpy(dtype=object)
-    t = _column(images_df, "captured_at_ms")
-    t = np.where(np.isfinite(t), t, np.inf)
-    ids = images_df["id"].astype(str).to_numpy(dtype=object)
-    order = np.lexsort((ids, t, seq))
+    seq = images.sequence
+    order = np.lexsort((images.ids.astype(str), images.order, seq.astype(str)))
     seq_sorted = seq[order]
     out = []
     for j in range(1, neighbors + 1):
@@ -251,29 +340,23 @@ def spatial_pairs(xy: np.ndarray, headings: np.ndarray, hfov: np.ndarray, is_pan
     return _normalise(np.concatenate(out)) if out else np.zeros((0, 2), dtype=np.int64)
 
 
-def select_pairs(images_df: pd.DataFrame, frame: LocalFrame,
-                 config: PairConfig | None = None) -> list[Pair]:
-    """Candidate pairs ``(id_a, id_b)`` (``id_a < id_b``, sorted, unique) of the images in
-    ``images_df`` (catalog rows: ``id``, ``sequence_id``, ``captured_at_ms``, positions,
-    compass angles, ``camera_type`` / ``is_pano``, ``camera_parameters``, ``width``,
-    ``height``), positions taken into ``frame`` (the district's ENU metres)."""
+def select_pairs(images: PairImages, config: PairConfig | None = None) -> list[Pair]:
+    """Candidate pairs ``(id_a, id_b)`` (``id_a < id_b``, sorted, unique) of ``images``:
+    spatial pairs (position and heading) plus sequence pairs; every pair of a set of fewer
+    than ``config.exhaustive_below`` images of which none has a position."""
     config = config or PairConfig()
-    df = images_df.reset_index(drop=True)
-    if len(df) < 2:
+    if len(images) < 2:
         return []
-    ids = df["id"].astype(str).to_numpy(dtype=object)
-    lon, lat = best_lonlat(df)
-    xy = np.full((len(df), 2), np.nan)
-    ok = np.isfinite(lon) & np.isfinite(lat)
-    if ok.any():
-        xy[ok] = frame.to_enu(lon[ok], lat[ok])[:, :2]
-    headings = best_headings(df)
-    hfov = horizontal_fov_deg(df, config.default_hfov_deg)
-    pano = pano_mask(df)
-    parts = [spatial_pairs(xy, headings, hfov, pano, config),
-             sequence_pairs(df, config.sequence_neighbors)]
+    ids = images.ids.astype(str)
+    placed = np.isfinite(images.xy).all(axis=1)
+    if not placed.any() and len(images) < config.exhaustive_below:
+        return sorted({(a, b) if a < b else (b, a) for a, b in combinations(ids.tolist(), 2)
+                       if a != b})
+    hfov = np.where(np.isfinite(images.hfov_deg), images.hfov_deg, config.default_hfov_deg)
+    parts = [spatial_pairs(images.xy, images.headings, hfov, images.pano, config),
+             sequence_pairs(images, config.sequence_neighbors)]
     # rows -> ranks of their ids, so index order is id order (and duplicate ids collapse)
-    uniq, rank = np.unique(ids.astype(str), return_inverse=True)
+    uniq, rank = np.unique(ids, return_inverse=True)
     idx = np.concatenate(parts)
     idx = _normalise(rank.ravel()[idx]) if len(idx) else idx
     return list(zip(uniq[idx[:, 0]].tolist(), uniq[idx[:, 1]].tolist()))
@@ -281,19 +364,15 @@ def select_pairs(images_df: pd.DataFrame, frame: LocalFrame,
 
 # ------------------------------------------------------------------------------------------
 
-def image_name(image_id: str) -> str:
-    """The file name of an image in a district's image folder: ``<id>.jpg``."""
-    return f"{image_id}.jpg"
-
-
 def write_pairs_file(pairs: Iterable[Pair], names: Mapping[str, str] | Callable[[str], str]
                      | None, path: str | Path) -> int:
     """Write ``pairs`` in COLMAP's pairs format, ``name_a name_b`` per line (atomically).
 
     ``names`` maps an image id to its file name (a mapping or a function; ``None``:
-    ``<id>.jpg``). Names may not contain whitespace. Returns the number of lines."""
+    :func:`citysplat.layout.image_file_name`). Names may not contain whitespace. Returns the
+    number of lines."""
     if names is None:
-        name_of: Callable[[str], str] = image_name
+        name_of: Callable[[str], str] = image_file_name
     elif isinstance(names, Mapping):
         name_of = names.__getitem__
     else:

@@ -1,4 +1,9 @@
-"""Progress bars for long work (rich), as plain callbacks the SDK functions accept."""
+"""Progress: the callback shapes the SDK functions accept, and rich progress bars for them.
+
+Long work reports ``progress(done, total)`` (:data:`ProgressFn`); work in stages reports
+``progress(stage, done, total)`` (:data:`StageProgressFn`); training adds its figures,
+``progress(step, steps, {"loss": ..., ...})`` (:data:`TrainProgressFn`).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+ProgressFn = Callable[[int, int], None]
+StageProgressFn = Callable[[str, int, int], None]
+TrainProgressFn = Callable[[int, int, dict[str, float]], None]
+
 
 @contextmanager
-def progress_callback(description: str) -> Iterator[Callable[[int, int], None]]:
+def progress_callback(description: str) -> Iterator[ProgressFn]:
     """A rich progress bar with rate and ETA, driven by ``callback(done, total)``. The
     description is shown as text (an area or district name may hold brackets)."""
     description = escape(description)

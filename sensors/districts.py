@@ -26,11 +26,11 @@ from citysplat.layout import DataLayout
 def changed_districts(context: dg.SensorEvaluationContext,
                       storage: CitysplatStorage) -> dg.SensorResult | dg.SkipReason:
     from citysplat.catalog import Catalog, CatalogLockedError
-    from citysplat.districts import changed_districts as changed
-    from citysplat.districts import current_districts, district_fingerprints
+    from citysplat.districts.membership import district_fingerprints
+    from citysplat.districts.membership import districts_with_changed_images as changed
 
     layout = DataLayout.at(storage.root_path())
-    names = current_districts(layout)
+    names = layout.district_names()
     if not names or not layout.catalog_path.is_file():
         return dg.SkipReason("no districts yet: materialize image_catalog and districts")
     try:

@@ -70,7 +70,7 @@ def corner_model(tiny_city, data_root_of, tmp_path_factory):
 
     import shapely
 
-    from citysplat.districts import make_districts
+    from citysplat.districts.stage import make_districts
     from citysplat.fixtures.outline import capture_outline
     from citysplat.layout import DataLayout
     from citysplat.sfm.district import reconstruct_district

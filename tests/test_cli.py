@@ -36,6 +36,8 @@ def test_every_command_has_help(args):
         (["fixture", "serve", "--faults", "reset=7"], "reset"),
         (["fixture", "serve", "--port", "70000"], "not a port number"),
         (["demo", "--size", "galactic"], "choose one of"),
+        (["ingest", "--bbox=-122.5,37.7,-122.4,37.8", "--size", "512"],
+         "size must be one of 256, 1024, 2048 or 'original'"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_a_nonzero_exit(args, needle, tmp_path):

@@ -18,6 +18,7 @@ from PIL import Image
 from assets.definitions import defs
 from assets.resources import CitysplatStorage
 from assets.sample_city import sample_city
+from citysplat.layout import DataLayout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def test_materialize_sample_city_on_a_real_instance(tmp_path, tiny_city):
     meta = event.materialization.metadata
     assert meta["images"].value == len(tiny_city.metadata)
     assert meta["spec_key"].value == tiny_city.spec.key()
-    map_png = tmp_path / "data" / "sample_city" / "map.png"
+    map_png = DataLayout(tmp_path / "data").sample_city_map_png
     with Image.open(map_png) as im:
         assert im.size[0] > 400 and im.size[1] > 400
     # the instance recorded it: a later process sees the materialization

@@ -15,6 +15,7 @@ import pytest
 
 from citysplat.frames import LocalFrame
 from citysplat.groundtruth import city_true_poses, pose_errors
+from citysplat.layout import image_id_of
 
 CLI = str(Path(sys.executable).with_name("citysplat"))
 
@@ -76,7 +77,7 @@ def test_demo_district_model_matches_the_truth_in_enu(demo, tiny_city):
     model = pycolmap.Reconstruction(str(folder / "sparse"))  # loads in COLMAP's own reader
     frame = LocalFrame.load(folder / "frame.json")
     poses = {im.name: im.cam_from_world() for im in model.images.values() if im.has_pose}
-    truth = city_true_poses(tiny_city, frame, [n[:-4] for n in poses])
+    truth = city_true_poses(tiny_city, frame, [image_id_of(n) for n in poses])
     errors = pose_errors(poses, truth, align=False).summary()
     print(f"\ntiny-city district d000: {len(poses)}/{usable} registered, ENU centre error "
           f"median {errors['center_error_median']:.3f} m, rotation median "

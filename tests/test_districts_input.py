@@ -15,15 +15,10 @@ from shapely.geometry import box, mapping
 from typer.testing import CliRunner
 
 from citysplat.catalog import Catalog
-from citysplat.districts import (
-    AutoDistrictOptions,
-    DistrictsInputError,
-    current_districts,
-    make_districts,
-)
+from citysplat.districts.stage import AutoDistrictOptions, DistrictsInputError, make_districts
 from citysplat.frames import LocalFrame
-from citysplat.geofence import best_lonlat
 from citysplat.layout import DataLayout
+from citysplat.positions import best_lonlat
 
 WORLD = {"type": "Polygon",
          "coordinates": [[[-180, -90], [180, -90], [180, 90], [-180, 90], [-180, -90]]]}
@@ -203,7 +198,7 @@ def test_a_district_without_images_is_left_out_with_a_warning(root, caplog):
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("left out 1 district(s) that hold no image" in m and "berlin" in m for m in warned), warned
     assert not (root.districts_dir / "berlin").exists()
-    assert current_districts(root) == ["sunset"]
+    assert root.district_names() == ["sunset"]
     with Catalog.open_read_only(root.catalog_path) as catalog:
         assert set(catalog.districts()) == {"sunset"}
 
@@ -275,7 +270,7 @@ def test_auto_districts_ignore_impossible_positions_with_a_warning(root, caplog)
     bad = _spoil_positions(root)
     lon, lat = best_lonlat(_images(root))
     assert np.isin(lon, [500.0]).any()
-    with caplog.at_level(logging.WARNING, logger="citysplat.geofence"):
+    with caplog.at_level(logging.WARNING, logger="citysplat.positions"):
         result = make_districts(root, auto=AutoDistrictOptions())
     assert result.names == ["d000"]
     (d,) = result.districts
@@ -289,7 +284,7 @@ def test_auto_districts_ignore_impossible_positions_with_a_warning(root, caplog)
 
 def test_geojson_districts_ignore_impossible_positions_too(root, caplog):
     bad = _spoil_positions(root)
-    with caplog.at_level(logging.WARNING, logger="citysplat.geofence"):
+    with caplog.at_level(logging.WARNING, logger="citysplat.positions"):
         result = make_districts(root, geojson=_fc(_feature("world", WORLD)))
     (d,) = result.districts
     assert len(d.image_ids) == 69 and not set(bad) & set(d.image_ids)

@@ -15,16 +15,14 @@ import pytest
 from PIL import Image
 
 from citysplat.download import (
-    PARTIAL_DIR,
     DownloadRecord,
     DownloadSummary,
     download_images,
-    image_path,
-    relative_image_path,
 )
 from citysplat.fixtures.faults import FaultSpec
 from citysplat.fixtures.server import MapillaryFixtureServer
 from citysplat.fixtures.world import WorldImage
+from citysplat.layout import DataLayout
 from citysplat.mapillary import MapillaryClient, MapillaryConfig
 
 
@@ -74,7 +72,7 @@ def assert_store_matches(root: Path, world: list[WorldImage], ledger: MemoryLedg
         record = ledger.records[image.id]
         assert record.state == "done", record
         assert (
-            record.path == relative_image_path(image.id) == f"images/{image.id[:2]}/{image.id}.jpg"
+            record.path == DataLayout.relative_image_path(image.id) == f"images/{image.id[:2]}/{image.id}.jpg"
         )
         data = (root / record.path).read_bytes()
         with Image.open(io.BytesIO(data)) as im:
@@ -82,7 +80,7 @@ def assert_store_matches(root: Path, world: list[WorldImage], ledger: MemoryLedg
         original = image.jpeg_path.read_bytes()
         assert sha(data) == record.sha256 == sha(original)
         assert record.bytes == len(original) and record.size_label == "original"
-    assert not any((root / "images" / PARTIAL_DIR).iterdir())
+    assert not any((DataLayout(root).partial_dir).iterdir())
 
 
 def test_download_verifies_and_a_second_run_downloads_nothing(
@@ -106,18 +104,18 @@ def test_download_verifies_and_a_second_run_downloads_nothing(
     assert mapillary_server.stats.count("ids") == 1  # one batch of fresh URLs for 40 ids
 
     before = mapillary_server.stats.total
-    mtimes = {i.id: image_path(tmp_path, i.id).stat().st_mtime_ns for i in small_world}
+    mtimes = {i.id: DataLayout(tmp_path).image_path(i.id).stat().st_mtime_ns for i in small_world}
     second = download(mapillary_server, ids, tmp_path, ledger, size="original", progress=True)
     assert second.skipped == 40 and second.downloaded == 0 and second.failed == 0
     assert mapillary_server.stats.total == before, "nothing was requested"
-    assert {i.id: image_path(tmp_path, i.id).stat().st_mtime_ns for i in small_world} == mtimes
+    assert {i.id: DataLayout(tmp_path).image_path(i.id).stat().st_mtime_ns for i in small_world} == mtimes
 
 
 def test_stale_partials_are_removed_and_files_are_checked(mapillary_server, small_world, tmp_path):
     ids = [i.id for i in small_world]
     ledger = MemoryLedger()
     download(mapillary_server, ids, tmp_path, ledger, size="original")
-    partial = tmp_path / "images" / PARTIAL_DIR
+    partial = DataLayout(tmp_path).partial_dir
     dead = partial / f"999999999-{ids[0]}-abcd.tmp"  # from a writer that crashed
     junk = partial / "something-else"
     old = partial / f"{os.getpid()}-{ids[1]}-abcd.tmp"
@@ -127,8 +125,8 @@ def test_stale_partials_are_removed_and_files_are_checked(mapillary_server, smal
     # the ledger says done but the file went missing; another file is cut short on disk and the
     # ledger forgot it; a third file is fine on disk but the ledger never heard of it (a crash
     # between rename and record)
-    image_path(tmp_path, ids[2]).unlink()
-    cut = image_path(tmp_path, ids[3])
+    DataLayout(tmp_path).image_path(ids[2]).unlink()
+    cut = DataLayout(tmp_path).image_path(ids[3])
     cut.write_bytes(cut.read_bytes()[:100])
     del ledger.records[ids[3]], ledger.records[ids[4]]
     thumbs_before = mapillary_server.stats.count("thumbs")
@@ -188,13 +186,13 @@ def test_sizes_unknown_ids_and_bad_arguments(mapillary_server, small_world, tmp_
     assert summary.downloaded == 1 and summary.failed == 1
     assert ledger.records["999999999999"].state == "failed"
     assert "unknown to the API" in (ledger.records["999999999999"].error or "")
-    with Image.open(image_path(tmp_path, small_world[0].id)) as im:
+    with Image.open(DataLayout(tmp_path).image_path(small_world[0].id)) as im:
         assert max(im.size) <= 256
     assert ledger.records[small_world[0].id].size_label == "256"
     with pytest.raises(ValueError, match="size must be one of"):
         download(mapillary_server, ids, tmp_path, ledger, size=999)
     with pytest.raises(ValueError, match="not alphanumeric"):
-        image_path(tmp_path, "../etc")
+        DataLayout(tmp_path).image_path("../etc")
     # an id that is not one never becomes a path, and never stops the other images
     summary = download(mapillary_server, ["../etc", small_world[1].id], tmp_path, ledger)
     assert summary.downloaded == 1 and summary.failures == {
@@ -224,7 +222,7 @@ def test_the_synchronous_wrapper(mapillary_server, small_world, tmp_path):
     ledger = MemoryLedger()
     ids = [i.id for i in small_world[:3]]
     summary = download_images_sync(config_for(mapillary_server), ids, tmp_path, ledger, size=1024)
-    assert summary.downloaded == 3 and all(image_path(tmp_path, i).is_file() for i in ids)
+    assert summary.downloaded == 3 and all(DataLayout(tmp_path).image_path(i).is_file() for i in ids)
 
 
 @pytest.mark.parametrize("kind", ["RGB", "L", "CMYK", "progressive", "PNG"])

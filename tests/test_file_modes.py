@@ -129,7 +129,7 @@ def test_a_killed_writer_leaves_no_partial_file(tmp_path):
 def test_the_sparse_model_folder_follows_the_umask(tmp_path, mask):
     """sparse/ was renamed from a mkdtemp folder: 0700, unreadable to anyone else."""
     pycolmap = pytest.importorskip("pycolmap")
-    from citysplat.sfm.reconstruct import _write_model_atomically
+    from citysplat.sfm.output import write_model_atomically
 
     model = pycolmap.Reconstruction()
     model.add_camera_with_trivial_rig(
@@ -139,8 +139,8 @@ def test_the_sparse_model_folder_follows_the_umask(tmp_path, mask):
         pycolmap.Rigid3d())
     sparse = tmp_path / "district" / "sparse"
     with _umask(mask):
-        _write_model_atomically(model, sparse)
-        _write_model_atomically(model, sparse)  # replacing a model keeps the mode too
+        write_model_atomically(model, sparse)
+        write_model_atomically(model, sparse)  # replacing a model keeps the mode too
     assert _mode(sparse) == 0o777 & ~mask
     assert {_mode(p) for p in sparse.iterdir()} == {0o666 & ~mask}
     assert sorted(p.name for p in sparse.parent.iterdir()) == ["sparse"]

@@ -18,6 +18,7 @@ from citysplat.catalog import Catalog
 from citysplat.coverage import coverage_report
 from citysplat.demo import city_area
 from citysplat.ingest import ingest_area
+from citysplat.layout import DataLayout
 from citysplat.mapillary import MapillaryConfig
 from citysplat.mapillary.redaction import token_forms
 
@@ -210,3 +211,34 @@ def test_a_field_the_api_refuses_is_named_once_and_left_empty(tiny_city, make_ma
         assert "make" not in stored[meta["id"]]
         assert stored[meta["id"]]["model"] == meta["model"]
         assert stored[meta["id"]]["captured_at"] == meta["captured_at"]
+
+
+def test_downloaded_images_downloads_the_catalog_without_enumerating_the_area_again(
+        tiny_city, make_mapillary_server, tmp_path):
+    """One new-imagery run: ``image_catalog`` reads the coverage tiles once, and
+    ``downloaded_images`` downloads what the catalog holds for the area with no tile request
+    of its own (its only Graph requests are the fresh thumbnail URLs of each batch)."""
+    import dagster as dg
+
+    from assets.ingest import downloaded_images, image_catalog
+    from assets.resources import CitysplatStorage, IngestArea, MapillaryApi
+
+    server = make_mapillary_server(tiny_city.world_images())
+    resources = {
+        "mapillary": MapillaryApi(graph_url=server.graph_url, tiles_url=server.tiles_url,
+                                  access_token=server.token),
+        "area": IngestArea(bbox=_bbox(tiny_city)),
+        "storage": CitysplatStorage(root=str(tmp_path / "data")),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([image_catalog], instance=instance, resources=resources).success
+    tiles = server.stats.count("tiles")
+    assert tiles > 0
+    result = dg.materialize([image_catalog, downloaded_images], instance=instance,
+                            resources=resources, selection=[downloaded_images])
+    assert result.success
+    assert server.stats.count("tiles") == tiles
+    metadata = result.asset_materializations_for_node("downloaded_images")[0].metadata
+    with Catalog.open_read_only(DataLayout(tmp_path / "data").catalog_path) as catalog:
+        done = catalog.done()
+    assert metadata["downloaded"].value == len(done) == len(_truth_ok(tiny_city))

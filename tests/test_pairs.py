@@ -16,22 +16,23 @@ import pandas as pd
 import pytest
 
 from citysplat.frames import LocalFrame
-from citysplat.geofence import best_lonlat
 from citysplat.pairs import (
     PairConfig,
+    PairImages,
     pair_quality,
     read_pairs_file,
     sectors_overlap,
     select_pairs,
     write_pairs_file,
 )
+from citysplat.positions import best_lonlat
 
 TRUE_MIN_CELLS = 60
 
 
 @pytest.fixture(scope="module")
 def sample_pairs(sample_city, sample_images) -> list[tuple[str, str]]:
-    return select_pairs(sample_images, sample_city.frame)
+    return select_pairs(PairImages.from_catalog(sample_images, sample_city.frame))
 
 
 def test_pairs_recall_the_covisible_pairs_of_the_sample_city(sample_city, sample_images,
@@ -84,7 +85,7 @@ def test_pairs_never_join_distant_images_except_along_a_sequence(sample_city, sa
 def test_a_tighter_radius_and_no_sequence_pairs_stay_within_the_radius(sample_city,
                                                                         sample_images):
     config = PairConfig(radius_m=25.0, sequence_neighbors=0, k_nearest=8)
-    pairs = select_pairs(sample_images, sample_city.frame, config)
+    pairs = select_pairs(PairImages.from_catalog(sample_images, sample_city.frame), config)
     lon, lat = best_lonlat(sample_images)
     xy = dict(zip(sample_images["id"], sample_city.frame.to_enu(lon, lat)[:, :2]))
     assert pairs
@@ -122,13 +123,14 @@ def test_heading_keeps_only_pairs_whose_views_can_overlap():
         ("5", "s5", 10.0, -10.0, 0.0, True),   # a panorama nearby sees all around
         ("6", "s6", 20.0, 20.0, 270.0, False),  # looks west across 1's view
     ])
-    pairs = set(select_pairs(images, _frame(), PairConfig(sequence_neighbors=0)))
+    catalog = PairImages.from_catalog(images, _frame())
+    pairs = set(select_pairs(catalog, PairConfig(sequence_neighbors=0)))
     assert ("1", "2") in pairs and ("1", "6") in pairs
     assert ("1", "3") not in pairs and ("1", "4") not in pairs
     assert {("1", "5"), ("2", "5"), ("3", "5"), ("4", "5")} <= pairs
     # without the heading test, everything within the radius pairs up
-    everything = set(select_pairs(images, _frame(), PairConfig(sequence_neighbors=0,
-                                                               use_heading=False)))
+    everything = set(select_pairs(catalog, PairConfig(sequence_neighbors=0,
+                                                      use_heading=False)))
     assert ("1", "3") in everything and ("1", "4") in everything
 
 
@@ -146,9 +148,18 @@ def test_sector_overlap_is_symmetric_and_respects_depth():
     assert 0.05 < ab.mean() < 0.6
 
 
+def test_sector_overlap_when_every_sampled_pair_meets_at_once():
+    """Two discs 50 m apart (neither camera inside the other's 35 m reach) meet on the first
+    grid test: nothing is left for the second one."""
+    pa, pb = np.array([[0.0, 0.0]]), np.array([[50.0, 0.0]])
+    disc, heading = np.array([180.0]), np.array([0.0])
+    assert sectors_overlap(pa, heading, disc, pb, heading, disc, 35.0).tolist() == [True]
+
+
 def test_sequence_pairs_join_consecutive_images_even_far_apart():
     images = _images([(str(k), "s", 100.0 * k, 0.0, 90.0, False) for k in range(5)])
-    pairs = select_pairs(images, _frame(), PairConfig(sequence_neighbors=2))
+    pairs = select_pairs(PairImages.from_catalog(images, _frame()),
+                         PairConfig(sequence_neighbors=2))
     assert pairs == [("0", "1"), ("0", "2"), ("1", "2"), ("1", "3"), ("2", "3"), ("2", "4"),
                      ("3", "4")]
 
@@ -158,12 +169,12 @@ def test_images_without_a_position_or_heading(sample_city, sample_images):
     images.loc[images.index[:5], ["lon", "lat", "computed_lon", "computed_lat", "pos_lon",
                                   "pos_lat"]] = np.nan
     images.loc[images.index[5:20], ["compass_angle", "computed_compass_angle"]] = np.nan
-    pairs = select_pairs(images, sample_city.frame)
+    pairs = select_pairs(PairImages.from_catalog(images, sample_city.frame))
     no_pos = set(images["id"][:5])
     # unplaced images only pair along their sequence
     seq = dict(zip(images["id"], images["sequence_id"]))
     assert all(seq[a] == seq[b] for a, b in pairs if a in no_pos or b in no_pos)
-    assert select_pairs(images.iloc[:1], sample_city.frame) == []
+    assert select_pairs(PairImages.from_catalog(images.iloc[:1], sample_city.frame)) == []
 
 
 def test_pairs_file_is_colmaps_format(tmp_path):
@@ -196,7 +207,7 @@ def test_pair_quality():
 
 def test_pairs_recall_on_the_tiny_city(tiny_city, tiny_images):
     images = tiny_images
-    pairs = select_pairs(images, tiny_city.frame)
+    pairs = select_pairs(PairImages.from_catalog(images, tiny_city.frame))
     truth = [(a, b) for a, b, n in tiny_city.covisible if n >= TRUE_MIN_CELLS]
     recall, precision, fraction = pair_quality(pairs, truth, images["id"])
     # one block: cameras on crossing streets see the same corner from up to 60 m apart

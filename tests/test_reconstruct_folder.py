@@ -17,8 +17,10 @@ import pytest
 from PIL import ExifTags, Image
 
 import citysplat  # noqa: F401  (loads zlib before pycolmap)
+from citysplat.layout import SfmLayout, SfmWorkLayout
 from citysplat.photos import PhotoFolderError
-from citysplat.sfm import NotEnoughImagesError, SfmInputError, reconstruct_folder
+from citysplat.sfm.folder import UPRIGHT_DIR, reconstruct_folder, safe_names
+from citysplat.sfm.inputs import NotEnoughImagesError, SfmInputError
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -27,6 +29,12 @@ def _one_line(exc: Exception) -> str:
     message = str(exc)
     assert "\n" not in message, message
     return message
+
+
+def test_photo_names_with_spaces_get_unique_safe_names():
+    names = safe_names(["a b.jpg", "a_b.jpg", "a  b.jpg", "c d", "plain.jpg"])
+    assert names == {"a b.jpg": "a_b.jpg", "a_b.jpg": "a_b_2.jpg", "a  b.jpg": "a_b_3.jpg",
+                     "c d": "c_d", "plain.jpg": "plain.jpg"}
 
 
 def test_empty_folder_is_a_clear_error(tmp_path):
@@ -51,7 +59,7 @@ def test_two_photos_are_not_enough(shared_data, tmp_path):
     assert isinstance(caught.value, SfmInputError) and isinstance(caught.value, ValueError)
     message = _one_line(caught.value)
     assert "at least 3" in message and "add more photos" in message
-    assert not (tmp_path / "out" / "sparse").exists()
+    assert not SfmLayout(tmp_path / "out").sparse_dir.exists()
 
 
 def test_three_photos_of_which_two_are_broken(shared_data, tmp_path):
@@ -94,8 +102,8 @@ def test_photos_without_gps_reconstruct_but_are_not_georeferenced(shared_data, t
             image = image.transpose(Image.Transpose.ROTATE_90)
         image.save(target, quality=95, exif=exif)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    out = tmp_path / "out"
-    result = reconstruct_folder(folder, out)
+    out = SfmLayout(tmp_path / "out")
+    result = reconstruct_folder(folder, out.dir)
     print(f"\nno-GPS folder: {result.registered_images}/{result.total_images} registered, "
           f"{result.seconds:.1f} s; {result.messages}")
     assert not result.georeferenced
@@ -103,18 +111,18 @@ def test_photos_without_gps_reconstruct_but_are_not_georeferenced(shared_data, t
     assert result.registered_images >= 5
     assert "photo_11.jpg" in result.registered  # renamed: COLMAP pair lists split on spaces
     assert "broken.jpg" in result.unusable
-    assert (out / "work" / "upright" / "13.jpg").exists()  # the sideways photo, turned upright
+    assert (out.work_dir / UPRIGHT_DIR / "13.jpg").exists()  # the sideways photo, turned upright
     assert "13.jpg" in result.registered
     assert {c["source"] for c in result.metrics["cameras"].values()} == {"exif"}
     assert len(result.metrics["cameras"]) == 1  # the upright copy shares the others' camera
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads(out.sfm_metrics.read_text())
     assert metrics["georeferenced"] is False and metrics["gps_residual_median_m"] is None
-    assert not (out / "frame.json").exists()
-    model = pycolmap.Reconstruction(out / "sparse")
+    assert not out.frame_json.exists()
+    model = pycolmap.Reconstruction(out.sparse_dir)
     assert model.num_reg_images() == result.registered_images
 
     # a second run reuses the features and matches kept in out/work
-    again = reconstruct_folder(folder, out)
+    again = reconstruct_folder(folder, out.dir)
     assert again.timings["features"] < 0.5 and again.timings["matching"] < 0.5
     assert again.registered == result.registered
 
@@ -148,13 +156,13 @@ def test_an_input_error_leaves_nothing_it_created(shared_data, tmp_path):
 
     # a work folder kept from an earlier run keeps its features; what this run added goes
     kept = tmp_path / "kept"
-    (kept / "work").mkdir(parents=True)
-    (kept / "work" / ".citysplat-sfm-work").touch()
-    (kept / "work" / "database.db").write_bytes(b"features of an earlier run")
+    work = SfmWorkLayout(SfmLayout(kept).work_dir)
+    work.dir.mkdir(parents=True)
+    work.marker.touch()
+    work.database.write_bytes(b"features of an earlier run")
     with pytest.raises(NotEnoughImagesError):
         reconstruct_folder(folder, kept)
-    assert sorted(p.name for p in (kept / "work").iterdir()) == [".citysplat-sfm-work",
-                                                                  "database.db"]
+    assert sorted(p.name for p in work.dir.iterdir()) == [work.marker.name, work.database.name]
 
 
 def test_reconstruct_folder_cli_input_error_leaves_no_out_folder(shared_data, tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from citysplat.layout import SplatLayout
 from citysplat.splat.config import TrainConfig
 from citysplat.splat.data import load_scene
 from citysplat.splat.district import train_district
@@ -34,7 +35,7 @@ def test_training_on_cpu_raises_heldout_psnr_and_exports_a_ply(corner_model, tin
                                                                tmp_path):
     layout, name = corner_model
     config = TrainConfig(steps=120, **FAST)
-    images = {p.name: p for p in (layout.root / "images").glob("*/*.jpg")}
+    images = {p.name: p for p in layout.images_dir.glob("*/*.jpg")}
     scene = load_scene(layout.district(name).sparse_dir, images, max_side=80, test_every=5)
     before = SplatTrainer(scene, config, tmp_path / "scratch").evaluate(write_renders=False)
     result = train_district(layout, name, config, masks=_masks(tiny_city),
@@ -48,7 +49,7 @@ def test_training_on_cpu_raises_heldout_psnr_and_exports_a_ply(corner_model, tin
     assert m["psnr"] >= 15.0
     splats = read_ply(result.ply_path)
     assert splats.num_splats == m["num_gaussians"] and splats.sh_degree == 1
-    assert (tmp_path / "splat" / "frame.json").read_text() == \
+    assert SplatLayout(tmp_path / "splat").frame_json.read_text() == \
         layout.district(name).frame_json.read_text()
     assert len(result.renders) == m["eval_images"] and result.renders[0].stat().st_size > 1000
     assert json.loads(result.metrics_path.read_text())["steps"] == 120
@@ -71,7 +72,7 @@ def test_kill_9_during_training_then_rerun_resumes(corner_model, tmp_path):
     sparse = layout.district(name).sparse_dir
     images = tmp_path / "images"
     images.mkdir()
-    for p in (layout.root / "images").glob("*/*.jpg"):
+    for p in layout.images_dir.glob("*/*.jpg"):
         os.link(p, images / p.name)
     out = tmp_path / "out"
     args = [CLI, "train-model", str(sparse), str(images), "--out", str(out), "--steps", "40",
@@ -79,7 +80,7 @@ def test_kill_9_during_training_then_rerun_resumes(corner_model, tmp_path):
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env)
-    checkpoint = out / "checkpoints" / "latest.pt"
+    checkpoint = SplatLayout(out).checkpoint
     deadline = time.time() + 300
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -87,17 +88,17 @@ def test_kill_9_during_training_then_rerun_resumes(corner_model, tmp_path):
     proc.wait()
     assert checkpoint.exists(), "no checkpoint was written before the kill"
     assert not list(checkpoint.parent.glob(".latest.*"))  # no torn temporary file
-    assert not (out / "metrics.json").exists()
+    assert not SplatLayout(out).metrics_json.exists()
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads(SplatLayout(out).metrics_json.read_text())
     assert metrics["steps"] == 40 and metrics["resumed_from"] >= 10
     assert "resumed from step" in again.stdout
     # the resumed run ends where an uninterrupted one does
     whole = train_district(layout, name, TrainConfig(steps=40, max_side=64,
                                                      checkpoint_every=10),
                            out_dir=tmp_path / "whole")
-    assert np.allclose(read_ply(out / "point_cloud.ply").means,
+    assert np.allclose(read_ply(SplatLayout(out).ply).means,
                        read_ply(whole.ply_path).means, atol=1e-5)
 
 
@@ -111,7 +112,10 @@ def test_train_commands_answer_bad_input_in_one_line(corner_model, tmp_path, mon
     cases = [
         (["train-model", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "o")],
          "holds no COLMAP model"),
-        (["train", name, "--backend", "magic"], "choose auto, gsplat or torch"),
+        (["train", name, "--backend", "magic"],
+         "backend must be one of auto, gsplat, torch (got 'magic')"),
+        (["train", name, "--strategy", "mcmc", "--prune-opa", "0.1"],
+         "prune_opa is a setting of strategy default, not of mcmc"),
         (["train", "nowhere"], "no district 'nowhere'"),
         (["train", name, "--steps", "0"], "at least 1"),
     ]
@@ -145,7 +149,7 @@ def test_pinhole_dataset_export_trains_on_the_same_views(corner_model, tiny_city
 
     layout, name = corner_model
     sparse = layout.district(name).sparse_dir
-    images = {p.name: p for p in (layout.root / "images").glob("*/*.jpg")}
+    images = {p.name: p for p in layout.images_dir.glob("*/*.jpg")}
     scene = load_scene(sparse, images, masks=_masks(tiny_city), max_side=96)
     out = write_pinhole_dataset(sparse, scene, tmp_path / "dataset")
     model = pycolmap.Reconstruction(str(out / "sparse" / "0"))

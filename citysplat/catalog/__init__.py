@@ -41,7 +41,6 @@ table once.
 
 from citysplat.catalog.normalize import spatial_key, tile_xy
 from citysplat.catalog.store import (
-    CATALOG_FILENAME,
     Catalog,
     CatalogFileError,
     CatalogLockedError,
@@ -53,7 +52,6 @@ from citysplat.catalog.store import (
 )
 
 __all__ = [
-    "CATALOG_FILENAME",
     "Catalog",
     "CatalogFileError",
     "CatalogLockedError",

@@ -33,10 +33,9 @@ from citysplat.catalog.validate import (
     text_checks_sql,
     text_problems,
 )
-from citysplat.config import data_root
 from citysplat.failures import UserFacingError
+from citysplat.layout import DataLayout
 
-CATALOG_FILENAME = "catalog.duckdb"
 DEFAULT_BATCH = 200_000
 TILE_STATUSES = ("ok", "failed")
 DOWNLOAD_STATES = ("done", "failed")
@@ -119,8 +118,8 @@ def _prepare(batch: Sequence[Any]) -> tuple[pd.DataFrame, dict[str, int], list[R
 
 
 def default_catalog_path(root: str | Path | None = None) -> Path:
-    """``<data root>/catalog.duckdb``."""
-    return data_root(root) / CATALOG_FILENAME
+    """The catalog of the data root ``root`` (default: ``CITYSPLAT_HOME``)."""
+    return DataLayout.at(root).catalog_path
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -679,6 +678,23 @@ class Catalog:
             else:
                 rows = self.con.execute("SELECT DISTINCT image_id FROM tile_listings "
                                         "WHERE tileset = ?", [tileset]).fetchall()
+        return {r[0] for r in rows}
+
+    def listed_in_tiles(self, tileset: str, tiles: Iterable[tuple[int, int, int]]) -> set[str]:
+        """The image ids the tiles ``(z, x, y)`` of ``tileset`` listed at their last good
+        fetch (one query, however many tiles)."""
+        frame = pd.DataFrame(list(tiles), columns=["z", "x", "y"])
+        if frame.empty:
+            return set()
+        with self._lock:
+            self.con.register("wanted_tiles", frame)
+            try:
+                rows = self.con.execute(
+                    "SELECT DISTINCT l.image_id FROM tile_listings l JOIN wanted_tiles w "
+                    "ON l.z = w.z AND l.x = w.x AND l.y = w.y WHERE l.tileset = ?",
+                    [tileset]).fetchall()
+            finally:
+                self.con.unregister("wanted_tiles")
         return {r[0] for r in rows}
 
     # -- downloads ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from citysplat.catalog.validate import IMAGE_ID, shown
 from citysplat.mapillary._aio import bounded_as_completed
 from citysplat.mapillary.client import MapillaryClient
 from citysplat.mapillary.errors import AuthError, MapillaryError
+from citysplat.progress import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ MAX_TILES = 25_000
 (50,000 a day), about a country the size of Belgium. Larger areas need an explicit override."""
 TILE_QUOTA_PER_DAY = 50_000
 
-ProgressFn = Callable[[int, int], None]
 _POINT = 1
 _EARTH_RADIUS = 6378137.0
 _VALUE_FIELDS = (

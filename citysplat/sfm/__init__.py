@@ -1,35 +1,44 @@
-"""Structure from motion of a district: pycolmap 4.x, georegistered into the district's ENU frame.
+"""Structure from motion: pycolmap 4.x, georegistered into a local ENU frame.
 
-``reconstruct`` (a list of :class:`SfmInput`) and ``reconstruct_folder`` (your own photos) write
-``sparse/`` (COLMAP binary, ENU metres), ``metrics.json`` and ``frame.json`` into a destination
-folder and return an :class:`SfmResult`.
+The pipeline is a short orchestration of stage modules, each a function over typed records:
 
-Modules: :mod:`.intrinsics` (API / EXIF / guessed cameras), :mod:`.quality` (unusable-image
-screening), :mod:`.model_files` (a COLMAP model's files checked before pycolmap reads them:
-:func:`check_sparse_model`, :func:`read_sparse_model`), :mod:`.reconstruct` (the pipeline),
-:mod:`.georegister` (model -> ENU similarity; its function is
-``citysplat.sfm.georegister.georegister``, not re-exported here so that the module name stays
-the module).
+=============================  =================================================================
+:mod:`.inputs`                 :class:`SfmInput`, the input errors, screening (:mod:`.quality`)
+:mod:`.workdir`                the scratch folder: claimed, image links, what its database holds
+:mod:`.features`               SIFT features, one COLMAP camera per distinct intrinsics
+:mod:`.priors`                 position priors into the database; which cameras are held
+:mod:`.matching`               the pairs to match (:func:`citysplat.pairs.select_pairs`),
+                               matching with its cache, the match graph
+:mod:`.mapping`                per-component mapping, incremental against GLOMAP, initial pair
+:mod:`.refine`                 bundle adjustment, EXIF intrinsics refinement with a drift guard
+:mod:`.georegister`            model -> ENU similarity
+:mod:`.merge`                  the largest model georegistered, others merged, misregistered
+                               images dropped
+:mod:`.output`                 the model written atomically, metrics, :class:`SfmResult`
+:mod:`.reconstruct`            ``reconstruct(inputs, work_dir, out)``: the stages in order
+:mod:`.folder`                 ``reconstruct_folder``: bring your own photos
+:mod:`.district`               ``reconstruct_district``: one district of the data root
+=============================  =================================================================
+
+plus :mod:`.intrinsics` (API / EXIF / guessed cameras), :mod:`.model_files` (a COLMAP model's
+files checked before pycolmap reads them), :mod:`.known_poses` and :mod:`.plots`.
+
+Functions are imported from their modules (``from citysplat.sfm.reconstruct import
+reconstruct``): none is re-exported here under the name of a module. The records, errors and
+settings are re-exported for convenience.
 """
 
 from citysplat.sfm.georegister import Georegistration
+from citysplat.sfm.inputs import NotEnoughImagesError, SfmInput, SfmInputError
 from citysplat.sfm.intrinsics import CameraIntrinsics, UnsupportedCameraError, resolve_intrinsics
+from citysplat.sfm.mapping import ReconstructionFailedError
 from citysplat.sfm.model_files import SparseModelError, check_sparse_model, read_sparse_model
+from citysplat.sfm.options import DEFAULT_MAPPER, MAPPERS, SfmOptions
+from citysplat.sfm.output import SfmResult
 from citysplat.sfm.quality import ImageCheck, ScreeningOptions, screen_images
-from citysplat.sfm.reconstruct import (
-    MAPPERS,
-    NotEnoughImagesError,
-    ReconstructionFailedError,
-    SfmInput,
-    SfmInputError,
-    SfmOptions,
-    SfmResult,
-    candidate_pairs,
-    reconstruct,
-    reconstruct_folder,
-)
 
 __all__ = [
+    "DEFAULT_MAPPER",
     "MAPPERS",
     "CameraIntrinsics",
     "Georegistration",
@@ -43,10 +52,7 @@ __all__ = [
     "SfmResult",
     "SparseModelError",
     "UnsupportedCameraError",
-    "candidate_pairs",
     "check_sparse_model",
-    "reconstruct",
-    "reconstruct_folder",
     "read_sparse_model",
     "resolve_intrinsics",
     "screen_images",

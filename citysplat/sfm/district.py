@@ -1,19 +1,19 @@
 """Reconstruct one district of the data root: catalog rows + downloaded images -> SfM in ENU.
 
 :func:`reconstruct_district` reads the catalog read-only (briefly), takes the district's
-current images (:func:`citysplat.districts.district_members`) that are downloaded and
-verified, selects the pairs worth matching (:func:`citysplat.pairs.select_pairs`: position,
-heading, sequence, panoramas; never all pairs unless asked for a baseline), writes
-``pairs.txt``, and runs :func:`citysplat.sfm.reconstruct` into the district's folder:
-``sparse/`` (COLMAP binary, ENU metres), ``metrics.json``, ``frame.json`` and ``sparse.png``
-(cameras and GPS seen from above). ``work/`` keeps the features and matches, so a re-run with
-the same images only maps again.
+current images (:func:`citysplat.districts.membership.district_members`) that are downloaded
+and verified, selects the pairs worth matching on their catalog rows
+(:func:`citysplat.pairs.select_pairs`: position, heading, sequence, panoramas; never all pairs
+unless asked for a baseline), and runs :func:`citysplat.sfm.reconstruct.reconstruct` into the
+district's folder (its :class:`citysplat.layout.DistrictLayout`): ``sparse/`` (COLMAP binary,
+ENU metres), ``pairs.txt``, ``metrics.json``, ``frame.json`` and ``sparse.png`` (cameras and
+GPS seen from above). ``work/`` keeps the features and matches, so a re-run with the same
+images only maps again.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +21,17 @@ from typing import Any
 
 from citysplat.catalog import Catalog
 from citysplat.catalog.store import row_to_entity
-from citysplat.districts import district_members
+from citysplat.districts.files import load_district
+from citysplat.districts.membership import district_members
 from citysplat.frames import LocalFrame
-from citysplat.geofence import load_district
-from citysplat.io import atomic_write_bytes, atomic_write_text
-from citysplat.layout import DataLayout
-from citysplat.pairs import PairConfig, image_name, select_pairs, write_pairs_file
-from citysplat.sfm.reconstruct import (
-    DEFAULT_MAPPER,
-    NotEnoughImagesError,
-    SfmInput,
-    SfmInputError,
-    SfmOptions,
-    SfmResult,
-    reconstruct,
-)
+from citysplat.io import atomic_write_bytes
+from citysplat.layout import DataLayout, SfmLayout, image_file_name, image_id_of
+from citysplat.pairs import PairImages, select_pairs
+from citysplat.sfm.inputs import NotEnoughImagesError, SfmInput, SfmInputError
+from citysplat.sfm.options import DEFAULT_MAPPER, SfmOptions
+from citysplat.sfm.output import SfmResult
+from citysplat.sfm.plots import plot_reconstruction
+from citysplat.sfm.reconstruct import reconstruct
 
 
 class DistrictNotFoundError(SfmInputError):
@@ -91,7 +87,7 @@ def district_inputs(layout: DataLayout, name: str, *, use_computed: bool = True
         known = ", ".join(layout.district_names()[:8]) or "none yet"
         raise DistrictNotFoundError(f"no district {name!r} under {layout.root} (known: {known});"
                                     " run `citysplat districts --auto` or `--geojson FILE`")
-    district = load_district(layout.root, name)
+    district = load_district(layout, name)
     if not layout.catalog_path.is_file():
         raise SfmInputError(f"no catalog at {layout.catalog_path}: run `citysplat ingest` first")
     with Catalog.open_read_only(layout.catalog_path) as catalog:
@@ -106,25 +102,27 @@ def district_inputs(layout: DataLayout, name: str, *, use_computed: bool = True
             missing.append(image_id)
             continue
         inputs.append(SfmInput.from_entity(row_to_entity(row), path, district.frame,
-                                           name=image_name(image_id),
+                                           name=image_file_name(image_id),
                                            use_computed=use_computed))
     return inputs, rows, district.frame, missing
 
 
 def reconstruct_district(layout: DataLayout, name: str, *, mapper: str = DEFAULT_MAPPER,
-                         options: SfmOptions | None = None, pair_config: PairConfig | None = None,
-                         exhaustive: bool = False, use_computed: bool = True, seed: int = 0,
-                         out_dir: Path | None = None, work_dir: Path | None = None,
-                         log: Callable[[str], None] | None = None) -> DistrictReconstruction:
+                         options: SfmOptions | None = None, exhaustive: bool = False,
+                         use_computed: bool = True, seed: int = 0, out_dir: Path | None = None,
+                         work_dir: Path | None = None, log: Callable[[str], None] | None = None
+                         ) -> DistrictReconstruction:
     """Reconstruct district ``name`` of ``layout`` into its folder (or ``out_dir``).
 
-    ``exhaustive``: match every pair (the baseline the selected pairs are measured against).
-    Raises :class:`DistrictNotFoundError`, :class:`NotEnoughImagesError` (fewer than 3 usable
-    downloaded images; says to download them) and the errors of :func:`reconstruct`.
+    The pairs are selected on the district's catalog rows with ``options.pair_config``;
+    ``exhaustive``: match every pair instead (the baseline the selected pairs are measured
+    against). Raises :class:`DistrictNotFoundError`, :class:`NotEnoughImagesError` (fewer than
+    3 usable downloaded images; says to download them) and the errors of :func:`reconstruct`.
     """
+    options = options or SfmOptions()
     inputs, rows, frame, missing = district_inputs(layout, name, use_computed=use_computed)
     district_layout = layout.district(name)
-    out_dir = Path(out_dir) if out_dir else district_layout.dir
+    out = SfmLayout(Path(out_dir)) if out_dir else district_layout
     work_dir = Path(work_dir) if work_dir else district_layout.work_dir
     if len(inputs) < 3:
         raise NotEnoughImagesError(
@@ -134,28 +132,23 @@ def reconstruct_district(layout: DataLayout, name: str, *, mapper: str = DEFAULT
     if log and missing:
         log(f"{len(missing)} of {len(rows)} images are not downloaded and are left out")
     names = [i.name for i in inputs]
-    downloaded = rows[rows["id"].astype(str).isin({n[:-4] for n in names})]
+    total_pairs = len(names) * (len(names) - 1) // 2
     if exhaustive:
         pairs = list(itertools.combinations(sorted(names), 2))
     else:
-        pairs = [(image_name(a), image_name(b))
-                 for a, b in select_pairs(downloaded, frame, pair_config)]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_pairs_file(pairs, lambda n: n, out_dir / "pairs.txt")
+        downloaded = rows[rows["id"].astype(str).isin({image_id_of(n) for n in names})]
+        selected = select_pairs(PairImages.from_catalog(downloaded, frame), options.pair_config)
+        pairs = [(image_file_name(a), image_file_name(b)) for a, b in selected]
     if log:
         log(f"{len(inputs)} images, {len(pairs)} pairs to match "
-            f"({len(pairs) / max(1, len(names) * (len(names) - 1) // 2):.1%} of all pairs)")
-    result = reconstruct(inputs, work_dir, out_dir, pairs=pairs, mapper=mapper, seed=seed,
+            f"({len(pairs) / max(1, total_pairs):.1%} of all pairs)")
+    result = reconstruct(inputs, work_dir, out, pairs=pairs, mapper=mapper, seed=seed,
                          options=options, frame=frame)
-    total_pairs = len(names) * (len(names) - 1) // 2
     outcome = DistrictReconstruction(name, result, len(rows), missing, len(pairs), total_pairs)
     result.metrics.update({"district": name, "not_downloaded": missing,
                            "pairs_matched": len(pairs), "pairs_possible": total_pairs,
                            "registration_rate": outcome.registration_rate})
-    atomic_write_text(result.metrics_path,
-                      json.dumps(result.metrics, indent=2, default=float) + "\n")
-    from citysplat.sfm.plots import plot_reconstruction
-
-    outcome.plot = out_dir / "sparse.png"
+    result.save_metrics()
+    outcome.plot = out.sfm_plot
     atomic_write_bytes(outcome.plot, plot_reconstruction(result, inputs, title=name))
     return outcome

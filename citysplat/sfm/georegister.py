@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import citysplat  # noqa: F401  (loads zlib before pycolmap)
+from citysplat.positions import GPS_SIGMA_M
 
 __all__ = [
     "DEFAULT_MAX_ERROR_M",
@@ -44,8 +45,9 @@ DEFAULT_MAX_ERROR_M = 10.0
 is a GPS outlier. Consumer GPS is good to a few metres (1 sigma, per axis; worse in height), so
 10 m keeps nearly all honest fixes and rejects jumps and multipath."""
 
-DEFAULT_SIGMA_M = (3.0, 5.0)
-"""1-sigma error (horizontal, vertical) of a prior position when the caller gives none."""
+DEFAULT_SIGMA_M = GPS_SIGMA_M
+"""1-sigma error (horizontal, vertical) of a prior position when the caller gives none: a
+consumer GPS's (:data:`citysplat.positions.GPS_SIGMA_M`)."""
 
 DEFAULT_ROLL_SIGMA_DEG = 2.0
 """How level street cameras are held, 1 sigma (the generated city's cameras: 0.9 degrees)."""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from citysplat.layout import SfmWorkLayout
+
 
 @dataclass(frozen=True)
 class KnownCamera:
@@ -31,13 +33,13 @@ def triangulate_known_poses(images: Mapping[str, Path], cameras: Mapping[str, Kn
     is returned). ``work_dir`` holds the database and image links."""
     import pycolmap
 
-    work_dir, out_dir = Path(work_dir), Path(out_dir)
-    image_dir = work_dir / "images"
-    shutil.rmtree(work_dir, ignore_errors=True)
+    work, out_dir = SfmWorkLayout(Path(work_dir)), Path(out_dir)
+    image_dir = work.images_dir
+    shutil.rmtree(work.dir, ignore_errors=True)
     image_dir.mkdir(parents=True)
     for name, path in images.items():
         (image_dir / name).symlink_to(Path(path).resolve())
-    database = work_dir / "database.db"
+    database = work.database
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.sift.max_num_features = max_num_features
     pycolmap.extract_features(database, image_dir, image_names=sorted(images),

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from citysplat.sfm.reconstruct import SfmInput, SfmResult
+from citysplat.sfm.inputs import SfmInput
+from citysplat.sfm.output import SfmResult
 
 
 def plot_reconstruction(result: SfmResult, inputs: Sequence[SfmInput], *, title: str = "",

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from citysplat.splat.config import BACKENDS, BackendName
+
 
 class BackendUnavailableError(RuntimeError):
     """The backend asked for cannot run here."""
@@ -18,7 +20,7 @@ class BackendUnavailableError(RuntimeError):
 class Backend:
     """A rasterizer and the device it runs on."""
 
-    name: str  # "gsplat" or "torch"
+    name: BackendName  # "gsplat" or "torch" (never "auto": that is a choice among them)
     device: torch.device
     rasterize: Callable[..., tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
 
@@ -34,11 +36,11 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def select_backend(name: str = "auto", device: str | None = None) -> Backend:
+def select_backend(name: BackendName = "auto", device: str | None = None) -> Backend:
     """``auto``: gsplat on CUDA when a CUDA device is there, the PyTorch rasterizer otherwise.
     ``gsplat`` without CUDA raises :class:`BackendUnavailableError` saying so."""
-    if name not in ("auto", "gsplat", "torch"):
-        raise ValueError(f"unknown backend {name!r}: use auto, gsplat or torch")
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {name!r})")
     dev = pick_device(device)
     if name == "gsplat" or (name == "auto" and dev.type == "cuda"):
         if dev.type != "cuda":

@@ -1,10 +1,10 @@
 """Train the splat of one district of the data root, or of any COLMAP model.
 
-:func:`train_district` trains from ``districts/<name>/sparse`` and the district's downloaded
-images into ``districts/<name>/splat/`` (``point_cloud.ply``, ``metrics.json``, ``renders/``,
-``checkpoints/``, and the district's ``frame.json`` so the PLY can be placed on the map).
-Moving-object masks are read from ``districts/<name>/masks/`` (``<image id>.png``, non-zero =
-moving) when that folder exists, or from ``masks=``.
+:func:`train_district` trains from the district's sparse model and downloaded images into its
+splat folder (:class:`citysplat.layout.SplatLayout`: the PLY, metrics, held-out renders,
+checkpoint, and the district's frame so the PLY can be placed on the map). Moving-object masks
+are read from the district's masks folder (``<image id>.png``, non-zero = moving) when it
+exists, or from ``masks=``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import shutil
 from pathlib import Path
 
 from citysplat.catalog import Catalog
-from citysplat.districts import district_members
-from citysplat.layout import DataLayout
-from citysplat.pairs import image_name
+from citysplat.districts.membership import district_members
+from citysplat.layout import DataLayout, SfmLayout, SplatLayout, image_file_name
 from citysplat.splat.config import TrainConfig
 from citysplat.splat.data import SceneDataError, load_scene
 from citysplat.splat.trainer import ProgressFn, SplatTrainer, TrainResult
@@ -35,9 +34,9 @@ def train_model(sparse_dir: str | Path, images: str | Path | dict, out_dir: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = SplatTrainer(scene, config, out_dir).train(progress)
-    frame_json = frame_json or Path(sparse_dir).parent / "frame.json"
+    frame_json = frame_json or SfmLayout(Path(sparse_dir).parent).frame_json
     if frame_json.is_file():
-        shutil.copyfile(frame_json, out_dir / "frame.json")
+        shutil.copyfile(frame_json, SplatLayout(out_dir).frame_json)
     return result
 
 
@@ -52,10 +51,10 @@ def train_district(layout: DataLayout, name: str, config: TrainConfig | None = N
     with Catalog.open_read_only(layout.catalog_path) as catalog:
         rows = district_members(layout, name, catalog)[["id", "sequence_id"]]
         done = catalog.done(rows["id"].astype(str))
-    paths = {image_name(i): layout.root / record[0] for i, record in done.items()}
-    sequences = {image_name(str(i)): str(s) for i, s in zip(rows["id"], rows["sequence_id"])}
-    if masks is None and (district.dir / "masks").is_dir():
-        masks = district.dir / "masks"
-    return train_model(district.sparse_dir, paths, out_dir or district.splat_dir, config,
+    paths = {image_file_name(i): layout.root / record[0] for i, record in done.items()}
+    sequences = {image_file_name(i): str(s) for i, s in zip(rows["id"], rows["sequence_id"])}
+    if masks is None and district.masks_dir.is_dir():
+        masks = district.masks_dir
+    return train_model(district.sparse_dir, paths, out_dir or district.splat.dir, config,
                        masks=masks, sequences=sequences, frame_json=district.frame_json,
                        progress=progress)

@@ -1,14 +1,19 @@
 """The training loop (after gsplat's ``examples/simple_trainer.py``): render a training view,
-L1 + SSIM loss on its static pixels, backward, densify with gsplat's strategy, step.
+L1 + SSIM loss on its static pixels, backward, step the optimizers, then densify with gsplat's
+strategy, in gsplat's order: the strategy's ops replace the parameters they touch (and drop
+their gradients), so it runs after the step; every Gaussian gets its Adam update at a refine
+step too.
 
-One :class:`SplatTrainer` per run. It writes, under ``out_dir``:
+One :class:`SplatTrainer` per run. It writes, under ``out_dir``
+(:class:`citysplat.layout.SplatLayout` names the files):
 
-``checkpoints/latest.pt``  everything needed to resume (Gaussians, optimizer and strategy
-                           state, appearance, sky, random-number states), written atomically
-                           every ``checkpoint_every`` steps: ``kill -9`` loses at most that much
-``point_cloud.ply``        the standard 3DGS PLY (:mod:`citysplat.splat.export`)
-``metrics.json``           held-out PSNR / SSIM, Gaussians, steps, seconds, backend, history
-``renders/``               held-out views, prediction | truth
+- the checkpoint: everything needed to resume (Gaussians, optimizer and strategy state,
+  appearance, sky, random-number states), written atomically every ``checkpoint_every``
+  steps: ``kill -9`` loses at most that much;
+- the standard 3DGS PLY (:mod:`citysplat.splat.export`);
+- the metrics: held-out PSNR / SSIM, Gaussians, steps, seconds, backend, the flat settings
+  (``config``), history;
+- the held-out renders, prediction | truth.
 
 The same seed gives the same run: the view order comes from a seeded generator, and the
 random states are saved with each checkpoint, so a resumed run continues exactly as an
@@ -29,8 +34,9 @@ import torch
 from torch.profiler import record_function
 
 from citysplat.io import atomic_open, atomic_write_text
+from citysplat.layout import SplatLayout
 from citysplat.splat.backend import Backend, select_backend
-from citysplat.splat.config import TrainConfig
+from citysplat.splat.config import TrainConfig, TrainConfigError
 from citysplat.splat.data import SceneData, View
 from citysplat.splat.evaluate import ssim_map
 from citysplat.splat.model import (
@@ -43,7 +49,7 @@ from citysplat.splat.model import (
 )
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
-CHECKPOINT = "checkpoints/latest.pt"
+"""``progress(step, total, {"loss": ..., "gaussians": ...})`` after each training step."""
 
 
 @dataclass
@@ -86,11 +92,14 @@ class SplatTrainer:
         backend: Backend | None = None,
     ) -> None:
         self.scene = scene
-        self.config = config.resolved()
+        self.config = config.validate().resolved()
         self.out_dir = Path(out_dir)
+        self.layout = SplatLayout(self.out_dir)
         self.backend = backend or select_backend(config.backend, config.device)
         self.device = self.backend.device
         cfg = self.config
+        if problem := cfg.strategy.backend_problem(self.backend.name):
+            raise TrainConfigError([problem])  # backend auto found no GPU
         torch.manual_seed(cfg.seed)
         self.splats = init_splats(
             scene.points,
@@ -103,7 +112,7 @@ class SplatTrainer:
         )
         self.appearance = Appearance(len(scene.views)).to(self.device)
         self.sky = Sky(cfg.sky_degree).to(self.device)
-        self.strategy = self._make_strategy()
+        self.strategy = cfg.strategy.build()
         self.optimizers = self._make_optimizers()
         self.extra_optimizer = torch.optim.Adam(
             [
@@ -112,11 +121,7 @@ class SplatTrainer:
             ]
         )
         self.strategy.check_sanity(self.splats, self.optimizers)
-        self.strategy_state = (
-            self.strategy.initialize_state(scene_scale=scene.scene_scale)
-            if cfg.strategy == "default"
-            else self.strategy.initialize_state()
-        )
+        self.strategy_state = cfg.strategy.initialize_state(self.strategy, scene.scene_scale)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.order: list[int] = []
         self.step = 0
@@ -125,31 +130,6 @@ class SplatTrainer:
         self._proxy = self._appearance_proxies()
 
     # ------------------------------------------------------------------ construction
-    def _make_strategy(self):
-        from gsplat.strategy import DefaultStrategy, MCMCStrategy
-
-        cfg = self.config
-        if cfg.strategy == "mcmc":
-            if self.backend.name != "gsplat":
-                raise ValueError(
-                    "the MCMC strategy relocates Gaussians with gsplat's CUDA "
-                    "ops: use it with the gsplat backend, or strategy 'default'"
-                )
-            return MCMCStrategy(
-                cap_max=cfg.max_gaussians,
-                refine_start_iter=cfg.refine_start,
-                refine_stop_iter=cfg.refine_stop,
-                refine_every=cfg.refine_every,
-            )
-        return DefaultStrategy(
-            grow_grad2d=cfg.grow_grad2d,
-            refine_start_iter=cfg.refine_start,
-            refine_stop_iter=cfg.refine_stop,
-            reset_every=cfg.reset_every,
-            refine_every=cfg.refine_every,
-            absgrad=cfg.absgrad,
-        )
-
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
         lrs = {
@@ -201,7 +181,7 @@ class SplatTrainer:
             height=view.height,
             sh_degree=degree,
             packed=False,
-            absgrad=cfg.absgrad,
+            absgrad=cfg.strategy.uses_absgrad(),
             rasterize_mode="classic",
         )
         image = rgb[0, ..., :3]
@@ -219,18 +199,6 @@ class SplatTrainer:
             perm = torch.randperm(len(self.scene.train), generator=self.generator)
             self.order = perm.tolist()
         return self.scene.train[self.order.pop()]
-
-    def _cap(self) -> None:
-        """Prune the lowest-opacity Gaussians beyond ``max_gaussians``."""
-        from gsplat.strategy.ops import remove
-
-        excess = len(self.splats["means"]) - self.config.max_gaussians
-        if excess <= 0 or self.config.strategy == "mcmc":
-            return
-        opacity = self.splats["opacities"].detach()
-        mask = torch.zeros_like(opacity, dtype=torch.bool)
-        mask[torch.argsort(opacity)[:excess]] = True
-        remove(self.splats, self.optimizers, self.strategy_state, mask)
 
     def train_step(self) -> float:
         """One step; returns the loss. Its stages are labelled for ``torch.profiler``."""
@@ -253,21 +221,14 @@ class SplatTrainer:
             loss = weighted_loss(image, view.image.to(self.device), weight, cfg.ssim_lambda)
         with record_function("citysplat.backward"):
             loss.backward()
-        with record_function("citysplat.densify"):
-            if cfg.strategy == "mcmc":
-                self.strategy.step_post_backward(
-                    self.splats, self.optimizers, self.strategy_state, step, info, lr=lr
-                )
-            else:
-                self.strategy.step_post_backward(
-                    self.splats, self.optimizers, self.strategy_state, step, info, packed=False
-                )
-        with record_function("citysplat.optimize"):
+        with record_function("citysplat.optimize"):  # before densifying, as gsplat does
             for optimizer in [*self.optimizers.values(), self.extra_optimizer]:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-        if step % cfg.refine_every == 0:
-            self._cap()
+        with record_function("citysplat.densify"):
+            cfg.strategy.step_post_backward(
+                self.strategy, self.splats, self.optimizers, self.strategy_state, step, info, lr
+            )
         self.step += 1
         return float(loss.detach())
 
@@ -306,11 +267,7 @@ class SplatTrainer:
             if stop_after is not None and done_here >= stop_after:
                 self.save_checkpoint()
                 return TrainResult(
-                    self.out_dir,
-                    self.out_dir / "point_cloud.ply",
-                    self.out_dir / "metrics.json",
-                    {},
-                    resumed_from,
+                    self.out_dir, self.layout.ply, self.layout.metrics_json, {}, resumed_from
                 )
         return self.finish(resumed_from)
 
@@ -318,7 +275,7 @@ class SplatTrainer:
     @torch.no_grad()
     def evaluate(self, write_renders: bool = True) -> dict[str, Any]:
         """PSNR / SSIM on the held-out views (all pixels, and static pixels: masks), with
-        prediction | truth PNGs under ``renders/``."""
+        prediction | truth PNGs (the layout's renders)."""
         from citysplat.splat.evaluate import psnr, side_by_side, ssim
 
         views = self.scene.test or self.scene.train
@@ -334,7 +291,7 @@ class SplatTrainer:
                     side_by_side(
                         image.cpu(),
                         truth.cpu(),
-                        self.out_dir / "renders" / f"{Path(view.name).stem}.png",
+                        self.layout.render_png(view.name),
                     )
                 )
         values = np.array(rows, dtype=np.float64)
@@ -353,7 +310,7 @@ class SplatTrainer:
         evaluation = self.evaluate()
         s = self.splats
         ply = write_ply(
-            self.out_dir / "point_cloud.ply",
+            self.layout.ply,
             s["means"],
             s["scales"],
             s["quats"],
@@ -379,7 +336,7 @@ class SplatTrainer:
             "config": self.config.to_dict(),
             "history": self.history,
         }
-        path = self.out_dir / "metrics.json"
+        path = self.layout.metrics_json
         atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
         return TrainResult(
             self.out_dir, ply, path, metrics, resumed_from, [Path(p) for p in evaluation["renders"]]
@@ -387,7 +344,7 @@ class SplatTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
-        path = self.out_dir / CHECKPOINT
+        path = self.layout.checkpoint
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "identity": self.config.identity(),
@@ -409,9 +366,9 @@ class SplatTrainer:
         return path
 
     def load_checkpoint(self) -> int:
-        """Resume from ``checkpoints/latest.pt`` when it was made with the same settings;
+        """Resume from the checkpoint in ``out_dir`` when it was made with the same settings;
         returns the step resumed from (0: a fresh start)."""
-        path = self.out_dir / CHECKPOINT
+        path = self.layout.checkpoint
         if not path.is_file():
             return 0
         state = torch.load(path, map_location=self.device, weights_only=False)

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,6 +38,7 @@ from PIL import Image
 from citysplat.fixtures.world import WorldImage, merge_cc
 from citysplat.frames import LocalFrame
 from citysplat.io import atomic_write_bytes, atomic_write_text
+from citysplat.progress import ProgressFn
 from citysplat.synthetic import geo
 from citysplat.synthetic.captures import Capture, plan_captures, report
 from citysplat.synthetic.layout import Layout, make_layout
@@ -46,7 +47,6 @@ from citysplat.synthetic.spec import CitySpec
 
 COVISIBLE_MIN_CELLS = 25  # shared 0.5 m surface cells for a pair to count as co-visible
 
-ProgressFn = Callable[[int, int], None]
 
 
 def default_cache_dir() -> Path:

@@ -1,26 +1,21 @@
-"""The districts stage: the catalog's images -> district folders, catalog rows and an index.
+"""The districts stage: the catalog's images -> district folders, the catalog's copy, the index.
 
-:func:`make_districts` cuts the catalogued city into districts (named GeoJSON polygons, or
-HDBSCAN capture clusters split into overlapping chunks: :mod:`citysplat.geofence`), writes
-``districts/<name>/`` for each, records them in the catalog, and writes
-``districts/index.json``: the current set. A re-run with other settings replaces the set; the
-folders of districts that left it stay on disk (their models are not thrown away) but are no
-longer listed.
-
-:func:`district_members` answers which images a district holds *now*: the ids it was cut
-with, plus catalogued images that have since appeared inside its polygon. That is what the
-reconstruction uses and what :func:`district_fingerprints` hashes, so the district sensor asks
-for a run exactly when a district's images changed.
+:func:`make_districts` cuts the catalogued city into districts (named GeoJSON polygons:
+:mod:`citysplat.districts.geojson`; or HDBSCAN capture clusters split into overlapping chunks:
+:mod:`citysplat.districts.clusters`), writes ``districts/<name>/`` for each
+(:mod:`citysplat.districts.files`), copies them into the catalog, and writes
+``districts/index.json``: the current set (:meth:`citysplat.layout.DataLayout.district_names`).
+A re-run with other settings replaces the set; the folders of districts that left it stay on
+disk (their models are not thrown away) but are no longer listed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,24 +23,15 @@ from typing import Any
 import pandas as pd
 
 from citysplat.catalog import Catalog
-from citysplat.geofence import (
-    District,
-    best_lonlat,
-    district_summary,
-    districts_auto,
-    districts_from_geojson,
-    load_district,
-    record_districts,
-    unassigned_ids,
-    valid_lonlat,
-    write_district,
-)
+from citysplat.districts.clusters import districts_auto, unassigned_ids
+from citysplat.districts.files import district_summary, record_districts, write_district
+from citysplat.districts.geojson import districts_from_geojson
+from citysplat.districts.model import District
 from citysplat.io import atomic_write_text
 from citysplat.layout import DataLayout
+from citysplat.positions import best_lonlat, valid_lonlat
 
 log = logging.getLogger(__name__)
-
-INDEX_FILE = "index.json"
 
 
 class DistrictsInputError(ValueError):
@@ -128,7 +114,7 @@ def make_districts(layout: DataLayout, *, geojson: Any = None,
                         "index): %s; draw them around catalogued images, or ingest their area "
                         "first", len(empty), ", ".join(empty))
         for district in districts:
-            write_district(district, layout.root, images)
+            write_district(district, layout, images)
         record_districts(catalog, districts)
         catalog.retain_districts([d.name for d in districts])
     write_index(layout, [d.name for d in districts], method)
@@ -157,89 +143,8 @@ def _all_empty_message(names: list[str], images: pd.DataFrame, geojson: Any) -> 
 
 def write_index(layout: DataLayout, names: Iterable[str], method: str) -> Path:
     """``districts/index.json``: the current districts (what partitions and sensors follow)."""
-    path = layout.districts_dir / INDEX_FILE
+    path = layout.districts_index
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"method": method, "districts": sorted(names)},
                                        indent=1) + "\n")
-    return path
-
-
-def current_districts(layout: DataLayout) -> list[str]:
-    """The districts of the last :func:`make_districts` (the index), else every folder."""
-    path = layout.districts_dir / INDEX_FILE
-    if path.is_file():
-        names = json.loads(path.read_text()).get("districts", [])
-        return [n for n in names if layout.district(n).exists()]
-    return layout.district_names()
-
-
-def district_members(layout: DataLayout, name: str, catalog: Catalog) -> pd.DataFrame:
-    """Catalog rows of the images district ``name`` holds now (ordered by id): those it was
-    cut with that the catalog still holds, plus catalogued images inside its polygon."""
-    district = load_district(layout.root, name)
-    inside = catalog.images_in_polygon(district.polygon)
-    ids = sorted(set(district.image_ids) | set(inside["id"].astype(str)))
-    return catalog.images(ids)
-
-
-def fingerprint(images: pd.DataFrame) -> str:
-    """A short hash of a district's images: their ids and catalog content hashes (which
-    change with any field the API reports: position, sequence, camera, capture time)."""
-    rows = images.sort_values("id")
-    text = "\n".join(f"{i} {h}" for i, h in zip(rows["id"].astype(str),
-                                                   rows["content_hash"].astype(str)))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def district_fingerprints(layout: DataLayout, catalog: Catalog,
-                          names: Iterable[str] | None = None) -> dict[str, str]:
-    """``{district: fingerprint of its current images}`` (all current districts by default)."""
-    names = list(names) if names is not None else current_districts(layout)
-    return {n: fingerprint(district_members(layout, n, catalog)) for n in names}
-
-
-def changed_districts(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
-    """Districts that are new or whose fingerprint differs, sorted."""
-    return sorted(n for n, fp in now.items() if before.get(n) != fp)
-
-
-def plot_districts(result: DistrictsResult, path: Path, dpi: int = 110) -> Path:
-    """A map of the districts: each one's outline and images in its colour (lon/lat scaled
-    to metres at the city's latitude), written atomically to ``path``."""
-    import io
-    import math
-
-    import numpy as np
-    import shapely
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from citysplat.io import atomic_write_bytes
-
-    fig = Figure(figsize=(7.0, 6.4), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    cmap = colormaps["tab10"]
-    lat0 = np.mean([d.frame.lat0 for d in result.districts]) if result.districts else 0.0
-    for k, d in enumerate(result.districts):
-        colour = cmap(k % 10)
-        for poly in shapely.get_parts(d.polygon):
-            c = np.asarray(poly.exterior.coords)
-            ax.plot(c[:, 0], c[:, 1], color=colour, lw=1.2)
-        if d.points is not None and len(d.points):
-            ax.scatter(d.points["lon"], d.points["lat"], s=4, color=colour, lw=0)
-        c = d.polygon.representative_point()
-        ax.annotate(d.name, (c.x, c.y), fontsize=8, ha="center", color="k")
-    ax.set_aspect(1.0 / max(math.cos(math.radians(lat0)), 1e-6), adjustable="datalim")
-    ax.set_xlabel("longitude")
-    ax.set_ylabel("latitude")
-    ax.set_title(f"{len(result.districts)} districts ({result.method}), "
-                 f"{result.images} catalogued images", fontsize=9)
-    ax.grid(True, lw=0.3, alpha=0.5)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
     return path

@@ -14,17 +14,13 @@ from PIL import Image
 from shapely.geometry import box, mapping
 
 from citysplat.catalog import Catalog
+from citysplat.districts.clusters import districts_auto, unassigned_ids
+from citysplat.districts.files import load_district, record_districts, write_district
+from citysplat.districts.geojson import districts_from_geojson
+from citysplat.districts.model import District
 from citysplat.frames import LocalFrame
-from citysplat.geofence import (
-    District,
-    best_lonlat,
-    districts_auto,
-    districts_from_geojson,
-    load_district,
-    record_districts,
-    unassigned_ids,
-    write_district,
-)
+from citysplat.layout import DataLayout
+from citysplat.positions import best_lonlat
 
 
 def _halves(images: pd.DataFrame):
@@ -70,7 +66,7 @@ def test_districts_from_a_geojson_of_two_polygons_split_the_images(sample_city, 
     path.write_text(json.dumps(fc))
     again = districts_from_geojson(path, sample_images)
     assert [(d.name, d.image_ids) for d in again] == [(d.name, d.image_ids) for d in districts]
-    with Catalog(tmp_path / "catalog.duckdb") as cat:
+    with Catalog(DataLayout(tmp_path).catalog_path) as cat:
         cat.upsert_images(sample_city.metadata)
         from_catalog = districts_from_geojson(str(path), cat)
     assert [(d.name, d.image_ids) for d in from_catalog] == \
@@ -212,7 +208,8 @@ def test_write_district_files_round_trip(sample_images, tmp_path):
     districts = districts_auto(sample_images, min_cluster_size=50, max_images=120,
                                overlap_m=8.0)
     d = districts[0]
-    folder = write_district(d, tmp_path)
+    layout = DataLayout(tmp_path)
+    folder = write_district(d, layout)
     assert folder == tmp_path / "districts" / d.name
     assert sorted(p.name for p in folder.iterdir()) == [
         "district.geojson", "frame.json", "images.png", "images.txt"]
@@ -225,14 +222,14 @@ def test_write_district_files_round_trip(sample_images, tmp_path):
     assert shapely.geometry.shape(feature["geometry"]).equals(d.polygon)
     with Image.open(folder / "images.png") as im:
         assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 300
-    back = load_district(tmp_path, d.name)
+    back = load_district(layout, d.name)
     assert (back.name, back.image_ids, back.parent, back.frame, back.shared_ids,
             back.borrowed_ids) == (d.name, d.image_ids, d.parent, d.frame, d.shared_ids,
                                    d.borrowed_ids)
     # a district read back has no positions: the images frame draws its plot
-    write_district(back, tmp_path, images_df=sample_images)
+    write_district(back, layout, images_df=sample_images)
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary files
-    with Catalog(tmp_path / "catalog.duckdb") as cat:
+    with Catalog(layout.catalog_path) as cat:
         assert record_districts(cat, districts) == len(districts)
         assert cat.district_image_ids(d.name) == d.image_ids
         assert set(cat.districts()) == {x.name for x in districts}
@@ -242,7 +239,7 @@ def test_write_district_refuses_unsafe_names(sample_images, tmp_path):
     d = districts_auto(sample_images)[0]
     d.name = "../escape"
     with pytest.raises(ValueError, match="not usable as a folder"):
-        write_district(d, tmp_path)
+        write_district(d, DataLayout(tmp_path))
 
 
 def test_a_small_city_is_one_district(tiny_images):
