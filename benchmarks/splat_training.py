@@ -17,7 +17,9 @@
 * ``fountain``: ``../shared/data/fountain-P11`` from its ground-truth cameras (features and
   triangulation with the poses fixed), trained for ``--steps``; held-out PSNR.
 
-Each prints a final ``SUMMARY`` line.
+Each prints a final ``SUMMARY`` line. Structure from motion is not bit-reproducible (threads),
+so two runs start from slightly different sparse models; ``--keep-model DIR`` builds the model
+once in ``DIR`` and trains later runs on the same one (before / after a change of the trainer).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def city_district(tmp: Path, district: str, **spec: int):
     """(sparse dir, {name: image path}, masks dir, {name: sequence}) of a district of the
-    default city (``spec``: field overrides, e.g. more moving cars), reconstructed here."""
+    default city (``spec``: field overrides, e.g. more moving cars), reconstructed under
+    ``tmp`` (or found there: a data root a former run kept with ``--keep-model``)."""
     from citysplat.catalog import Catalog
     from citysplat.demo import DEMO_DISTRICTS
     from citysplat.districts.stage import make_districts
@@ -49,11 +52,15 @@ def city_district(tmp: Path, district: str, **spec: int):
     from citysplat.synthetic.city import generate_city
 
     city = generate_city(preset("default", **spec))
-    layout = DataLayout(make_data_root(city, tmp / "root"))
-    make_districts(layout, auto=DEMO_DISTRICTS)
-    started = time.perf_counter()
-    reconstruct_district(layout, district)
-    print(f"reconstructed {district} in {time.perf_counter() - started:.0f} s", flush=True)
+    layout = DataLayout(tmp / "root")
+    if layout.district(district).has_model():
+        print(f"reusing the model of {district} under {tmp}", flush=True)
+    else:
+        layout = DataLayout(make_data_root(city, tmp / "root"))
+        make_districts(layout, auto=DEMO_DISTRICTS)
+        started = time.perf_counter()
+        reconstruct_district(layout, district)
+        print(f"reconstructed {district} in {time.perf_counter() - started:.0f} s", flush=True)
     images = {p.name: p for p in layout.images_dir.glob("*/*.jpg")}
     with Catalog.open_read_only(layout.catalog_path) as catalog:
         rows = catalog.images()
@@ -85,9 +92,17 @@ def train_for(scene, config: TrainConfig, out: Path, minutes: float | None, eval
     return trainer, curve
 
 
+def model_dir(args, tmp: str) -> Path:
+    """Where the model is built (or found): ``--keep-model``, else the run's scratch."""
+    if args.keep_model:
+        Path(args.keep_model).mkdir(parents=True, exist_ok=True)
+        return Path(args.keep_model)
+    return Path(tmp)
+
+
 def bench_city(args) -> None:
     with tempfile.TemporaryDirectory(prefix="citysplat-bench-") as tmp:
-        sparse, images, masks, sequences = city_district(Path(tmp), args.district)
+        sparse, images, masks, sequences = city_district(model_dir(args, tmp), args.district)
         scene = load_scene(sparse, images, masks=masks, max_side=args.max_side,
                            sequences=sequences)
         steps = args.steps or 100_000
@@ -147,8 +162,10 @@ def bench_masks(args) -> None:
 
 def fountain_model(tmp: Path) -> tuple[Path, dict[str, Path]]:
     """(sparse dir, {name: image path}) of ``../shared/data/fountain-P11`` triangulated from
-    its ground-truth cameras (features and matching with the poses fixed)."""
+    its ground-truth cameras (features and matching with the poses fixed) under ``tmp``, or
+    found there (kept by a former run with ``--keep-model``)."""
     from citysplat.groundtruth import read_strecha_cameras
+    from citysplat.layout import SfmLayout
     from citysplat.sfm.known_poses import KnownCamera, triangulate_known_poses
 
     root = SHARED / "fountain-P11"
@@ -158,8 +175,12 @@ def fountain_model(tmp: Path) -> tuple[Path, dict[str, Path]]:
     images = {p.name: p for p in sorted((root / "images").glob("*.jpg")) if p.name in truth}
     cameras = {n: KnownCamera(c.K, c.width, c.height, *c.world_to_camera())
                for n, c in truth.items()}  # fmt: skip
+    model = SfmLayout(tmp)
+    if model.has_model():
+        print(f"reusing the triangulated model under {tmp}", flush=True)
+        return model.sparse_dir, images
     started = time.perf_counter()
-    sparse = triangulate_known_poses(images, cameras, tmp / "work", tmp / "sparse")
+    sparse = triangulate_known_poses(images, cameras, model.work_dir, model.sparse_dir)
     print(f"triangulated from the true cameras in {time.perf_counter() - started:.0f} s",
           flush=True)  # fmt: skip
     return sparse, images
@@ -167,7 +188,7 @@ def fountain_model(tmp: Path) -> tuple[Path, dict[str, Path]]:
 
 def bench_fountain(args) -> None:
     with tempfile.TemporaryDirectory(prefix="citysplat-bench-") as tmp:
-        sparse, images = fountain_model(Path(tmp))
+        sparse, images = fountain_model(model_dir(args, tmp))
         scene = load_scene(sparse, images, max_side=args.max_side, test_every=4)
         config = TrainConfig(steps=args.steps, max_side=args.max_side, seed=args.seed,
                              sky=False, appearance=False, test_every=4)
@@ -191,6 +212,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="masks: one pair of runs per seed")
     parser.add_argument("--traffic", type=float, default=1.0,
                         help="masks: moving cars and pedestrians, times the default city's")
+    parser.add_argument("--keep-model", default=None,
+                        help="city, fountain: build the sparse model in this folder, or reuse "
+                        "the one there (compare two versions of the trainer on one model)")
     args = parser.parse_args()
     if args.what in ("masks", "fountain") and not args.steps:
         args.steps = 1500
