@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.districts import district_images, districts, sparse_model
 from assets.ingest import downloaded_images, image_catalog, image_coverage
+from assets.meshes import district_mesh, navmesh
 from assets.resources import CitysplatStorage, IngestArea, MapillaryApi
 from assets.sample_city import sample_city
 from assets.splats import splat
@@ -13,7 +14,7 @@ from sensors import all_sensors
 
 defs = dg.Definitions(
     assets=[sample_city, image_catalog, image_coverage, downloaded_images, districts,
-            district_images, sparse_model, splat],
+            district_images, sparse_model, splat, district_mesh, navmesh],
     sensors=all_sensors(),
     resources={
         "storage": CitysplatStorage(),

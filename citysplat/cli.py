@@ -491,6 +491,19 @@ def reconstruct_folder(
     _print_sfm(result, f"{folder.name}")
 
 
+def _existing_district(home: Path | None, district: str) -> DataLayout:
+    """The data root, once ``district`` is a valid name of an existing district (else one
+    line and exit 2)."""
+    layout = DataLayout.at(home)
+    try:
+        layout.district(district)
+    except ValueError as exc:
+        fail(str(exc))
+    if not layout.district(district).exists():
+        fail(f"no district {district!r} under {layout.root}: run `citysplat districts` first")
+    return layout
+
+
 from citysplat.splat.cli_options import train_options  # noqa: E402  (light: no torch)
 
 
@@ -509,12 +522,9 @@ def _train_call(fn, *args, **kwargs):
     from citysplat.splat.backend import BackendUnavailableError
     from citysplat.splat.data import SceneDataError
 
-    try:
-        return _api_call(fn, *args, **kwargs)
-    except (SceneDataError, BackendUnavailableError) as exc:
-        fail(str(exc))
-    except ValueError as exc:  # e.g. a checkpoint written with other settings
-        fail(str(exc))
+    # ValueError: e.g. a checkpoint written with other settings
+    return _call_failing_on((SceneDataError, BackendUnavailableError, ValueError), fn, *args,
+                            **kwargs)
 
 
 def _print_train(result) -> None:
@@ -570,21 +580,176 @@ def train(
     settings: dict | None = None,
 ) -> None:
     """Train the splat of one district from its sparse model (districts/<name>/splat/)."""
-    from citysplat.layout import DataLayout
     from citysplat.splat.district import train_district
 
     config = _train_config(settings or {})
-    layout = DataLayout.at(home)
-    try:
-        layout.district(district)
-    except ValueError as exc:
-        fail(str(exc))
-    if not layout.district(district).exists():
-        fail(f"no district {district!r} under {layout.root}: run `citysplat districts` first")
+    layout = _existing_district(home, district)
     with progress_callback(f"Training {district}, {config.steps} steps") as cb:
         result = _train_call(train_district, layout, district, config,
                              progress=lambda step, total, _: cb(step, total))
     _print_train(result)
+
+
+def _mesh_config(voxel_size: float, max_side: int, backend: str):
+    from citysplat.mesh.config import MeshConfig, MeshConfigError
+
+    try:
+        return MeshConfig.from_options(voxel_size, max_side, backend)
+    except MeshConfigError as exc:
+        fail(str(exc))
+
+
+def _mesh_call(fn, *args, **kwargs):
+    """``fn`` with a missing input or an unusable backend as one line and exit 2."""
+    from citysplat.mesh.stage import MeshInputError
+    from citysplat.splat.backend import BackendUnavailableError
+
+    return _call_failing_on((MeshInputError, BackendUnavailableError), fn, *args, **kwargs)
+
+
+def _call_failing_on(errors: tuple[type[Exception], ...], fn, *args, **kwargs):
+    try:
+        return _api_call(fn, *args, **kwargs)
+    except errors as exc:
+        fail(str(exc))
+
+
+def _print_mesh(result) -> None:
+    from rich.table import Table
+
+    m = result.metrics
+    table = Table(title=f"Meshes of {result.out_dir} ({m['seconds']:.0f} s, peak memory "
+                  f"{m['peak_memory_mb']:,.0f} MiB)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("surface triangles", f"{m['surface_triangles']:,}")
+    table.add_row("collision triangles", f"{m['collision_triangles']:,}")
+    for kind, area in m["walkable_area_m2"].items():
+        table.add_row(f"walkable: {kind}", f"{area:,.0f} m²")
+    table.add_row("navmesh polygons (pedestrian)", f"{m['navmesh_polygons']:,}")
+    table.add_row("navmesh polygons (vehicle)", f"{m['vehicle_navmesh_polygons']:,}")
+    table.add_row("cameras (driven)", f"{m['cameras']} ({m['driven_cameras']})")
+    console.print(table)
+    console.print(Text(f"Files: {result.out_dir} (picture: {result.layout.plot_png})"))
+
+
+VoxelOption = typer.Option(0.05, "--voxel-size", help="TSDF voxel size, metres.")
+DepthSideOption = typer.Option(320, "--max-side", help="Depth maps: the longer side, pixels.")
+MeshBackendOption = typer.Option("auto", "--backend",
+                                 help="Depth rasterizer: auto, gsplat (CUDA) or torch.")
+
+
+@app.command("mesh")
+def mesh(
+    district: str = typer.Argument(..., help="District name (see `citysplat districts`)."),
+    home: Path | None = HomeOption,
+    voxel_size: float = VoxelOption,
+    max_side: int = DepthSideOption,
+    backend: str = MeshBackendOption,
+) -> None:
+    """Surface, collision and walkable meshes and navmeshes of a district (districts/<name>/mesh/)."""
+    from citysplat.mesh.stage import mesh_district
+
+    config = _mesh_config(voxel_size, max_side, backend)
+    layout = _existing_district(home, district)
+    with progress_callback(f"Meshing {district}") as cb:
+        result = _mesh_call(mesh_district, layout, district, config,
+                            progress=lambda stage, done, total: cb(done, total))
+    _print_mesh(result)
+
+
+@app.command("mesh-model")
+def mesh_model(
+    splat_dir: Path = typer.Argument(..., help="A trained splat folder (point_cloud.ply)."),
+    out: Path = typer.Option(..., "--out", help="Where the meshes and navmeshes go."),
+    sparse: Path | None = typer.Option(None, "--sparse", help="The COLMAP model the splat was "
+                                       "trained on (default: sparse/ beside the splat folder)."),
+    images: Path | None = typer.Option(None, "--images", help="The folder of its photos."),
+    masks: Path | None = typer.Option(None, help="Masks folder: <stem>.png, non-zero = moving."),
+    voxel_size: float = VoxelOption,
+    max_side: int = DepthSideOption,
+    backend: str = MeshBackendOption,
+) -> None:
+    """Bring your own splat and sparse model: meshes and navmeshes into OUT."""
+    from citysplat.layout import SfmLayout, SplatLayout
+    from citysplat.mesh.stage import mesh_model as run
+
+    config = _mesh_config(voxel_size, max_side, backend)
+    ply = SplatLayout(splat_dir).ply
+    if not ply.is_file():
+        fail(f"{splat_dir} holds no {ply.name}: give the folder `citysplat train-model --out` "
+             "wrote")
+    sparse = sparse or SfmLayout(splat_dir.resolve().parent).sparse_dir
+    if not sparse.is_dir():
+        fail(f"--sparse {sparse}: no such folder; give the COLMAP model the splat was trained on")
+    if images is None or not images.is_dir():
+        fail(f"--images {images}: give the folder of the model's photos")
+    if masks is not None and not masks.is_dir():
+        fail(f"--masks {masks}: no such folder")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder")
+    with progress_callback(f"Meshing {splat_dir.name}") as cb:
+        result = _mesh_call(run, sparse, images, ply, out, config, masks=masks,
+                            progress=lambda stage, done, total: cb(done, total))
+    _print_mesh(result)
+
+
+def _lonlat(text: str, option: str) -> tuple[float, float]:
+    try:
+        lon, lat = (float(v) for v in text.split(","))
+    except ValueError:
+        fail(f"{option} {text!r}: give LON,LAT in degrees, e.g. -122.4978,37.7536")
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        fail(f"{option} {text!r}: longitude is -180..180 and latitude -90..90 degrees")
+    return lon, lat
+
+
+@app.command("path")
+def path(
+    district: str = typer.Argument(..., help="District name (see `citysplat districts`)."),
+    start: str = typer.Option(..., "--from", help="Start as LON,LAT (degrees)."),
+    goal: str = typer.Option(..., "--to", help="Goal as LON,LAT (degrees)."),
+    agent: str = typer.Option("pedestrian", "--agent", help="pedestrian or vehicle."),
+    geojson: Path | None = typer.Option(None, "--geojson", help="Also write the path here."),
+    home: Path | None = HomeOption,
+) -> None:
+    """The shortest path between two places on a district's navmesh (A* + string pulling)."""
+    from citysplat.frames import LocalFrame
+    from citysplat.io import atomic_write_text
+    from citysplat.mesh.navmesh import NavMesh
+    from citysplat.mesh.path import NoPathError, find_path
+
+    a, b = _lonlat(start, "--from"), _lonlat(goal, "--to")
+    if agent not in ("pedestrian", "vehicle"):
+        fail(f"--agent {agent!r}: choose pedestrian or vehicle")
+    layout = DataLayout.at(home)
+    try:
+        meshes = layout.district(district).mesh
+    except ValueError as exc:
+        fail(str(exc))
+    file = meshes.navmesh_json if agent == "pedestrian" else meshes.vehicle_navmesh_json
+    if not file.is_file():
+        fail(f"{file} does not exist: run `citysplat mesh {district}` first")
+    navmesh = NavMesh.load(file)
+    frame = LocalFrame.load(meshes.frame_json)
+    ends = frame.to_enu([a[0], b[0]], [a[1], b[1]])
+    try:
+        found = find_path(navmesh, ends[0, :2], ends[1, :2])
+    except NoPathError as exc:
+        fail(str(exc), code=1)
+    lonlat = found.lonlat(frame)
+    console.print(Text(f"{agent} path: {found.length:.1f} m, {len(lonlat)} points, "
+                       f"{len(found.polygons)} navmesh polygons"))
+    for lon, lat, alt in lonlat:
+        console.print(f"  {lon:.7f},{lat:.7f}  {alt:.2f} m")
+    if geojson is not None:
+        feature = {"type": "Feature",
+                   "properties": {"agent": agent, "length_m": round(found.length, 2)},
+                   "geometry": {"type": "LineString",
+                                "coordinates": [[round(v, 8) for v in p] for p in lonlat]}}
+        atomic_write_text(geojson, json.dumps({"type": "FeatureCollection",
+                                               "features": [feature]}))
+        console.print(Text(f"GeoJSON: {geojson}"))
 
 
 @app.command("demo")

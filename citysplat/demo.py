@@ -6,7 +6,8 @@ the coverage tiles into the DuckDB catalog, verified downloads, the completeness
 its map, districts cut from the capture clusters, and a georeferenced sparse model of each
 district (pycolmap, selected pairs only), and a Gaussian splat of each district trained with a
 short schedule (gsplat on CUDA, the PyTorch rasterizer elsewhere), its moving cars and people
-masked out of the loss with the city's true masks. Each later stage extends it.
+masked out of the loss with the city's true masks, and its meshes and navmeshes (the surface,
+collision and walkable meshes, road and sidewalk areas, pedestrian and vehicle navmeshes).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class DemoResult:
     districts: DistrictsResult | None = None
     reconstructions: dict[str, DistrictReconstruction] = field(default_factory=dict)
     splats: dict[str, Any] = field(default_factory=dict)  # district -> TrainResult
+    meshes: dict[str, Any] = field(default_factory=dict)  # district -> MeshResult or why not
 
 
 def city_area(city: SyntheticCity, margin_deg: float = 0.0005) -> Area:
@@ -61,6 +63,13 @@ DEMO_DISTRICTS = AutoDistrictOptions(min_cluster_size=50, max_images=150)
 
 
 DEMO_TRAIN_STEPS = 500
+
+
+def _demo_mesh_config():
+    from citysplat.mesh.config import MeshConfig
+
+    # depth maps at the training resolution of the demo's short splat
+    return MeshConfig(max_side=160)
 
 
 def run_demo(city: SyntheticCity, console: Console, root: Path | None = None, *,
@@ -109,7 +118,53 @@ def run_demo(city: SyntheticCity, console: Console, root: Path | None = None, *,
         for name in demo.districts.names:
             demo.splats[name] = _train(city, layout, name, train_steps, console)
         _print_splats(demo.splats, console)
+        for name in demo.districts.names:
+            demo.meshes[name] = _mesh(layout, name)
+        _print_meshes(demo.meshes, console)
     return demo
+
+
+def _mesh(layout: DataLayout, name: str):
+    """District ``name``'s meshes and navmeshes, or the one-line reason there are none (a
+    short CPU training may leave too little floor in the splat)."""
+    from citysplat.mesh.stage import MeshInputError, mesh_district
+
+    with progress_callback(f"Meshing {name}") as cb:
+        try:
+            return mesh_district(layout, name, _demo_mesh_config(),
+                                 progress=lambda stage, done, total: cb(done, total))
+        except MeshInputError as exc:
+            return str(exc)
+
+
+def _print_meshes(results: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    from citysplat.mesh.quality import ground_under_cameras
+
+    table = Table(title="Meshes and navmeshes (ENU metres; glTF, OBJ, GeoJSON, navmesh JSON)")
+    for column in ("district", "surface", "road", "sidewalk", "navmesh", "ground under "
+                   "cameras", "time", "memory"):
+        table.add_column(column, justify="left" if column == "district" else "right")
+    for name, r in results.items():
+        if isinstance(r, str):
+            table.add_row(name, Text("none (see below)", style="yellow"), "", "", "", "", "",
+                          "")
+            continue
+        m = r.metrics
+        area = m["walkable_area_m2"]
+        under = ground_under_cameras(r.walkable, r.seeds)
+        table.add_row(name, f"{m['surface_triangles']:,} tris", f"{area.get('road', 0):,.0f} m²",
+                      f"{area.get('sidewalk', area.get('walkable', 0)):,.0f} m²",
+                      f"{m['navmesh_polygons']:,} polys",
+                      f"{under.share_with_ground:.0%} at {under.median_height_m:.2f} m",
+                      f"{m['seconds']:.0f} s", f"{m['peak_memory_mb']:,.0f} MiB")
+    console.print(table)
+    for name, r in results.items():
+        if isinstance(r, str):
+            console.print(Text(f"  {name}: no meshes: {r}"), soft_wrap=True)
+        else:
+            console.print(f"  {name}: {r.out_dir} (picture: {r.layout.plot_png})")
 
 
 def _train(city: SyntheticCity, layout: DataLayout, name: str, steps: int, console: Console):

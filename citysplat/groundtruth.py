@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from citysplat.layout import image_file_name
+from citysplat.layout import image_file_name, image_id_of
 
 __all__ = [
     "GroundTruthCamera",
@@ -324,3 +324,81 @@ def city_true_poses(city: Any, frame: Any = None, ids: Iterable[str] | None = No
         r_w2c = r_c2w.T
         out[image_file_name(image_id)] = (r_w2c, -r_w2c @ c)
     return out
+
+
+@dataclass
+class ModelAlignment:
+    """How a sparse model of a generated city's district sits on the truth: the similarity
+    ``true = s R x + t`` from the model's frame to the district's true ENU frame, fitted to the
+    camera centres (as multi-view benchmarks align a reconstruction before scoring it)."""
+
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+    frame: Any  # the district's LocalFrame
+    images: list[str]  # registered image names
+
+    def to_model(self, city_enu: np.ndarray, city: Any) -> np.ndarray:
+        """Points of the city's ENU frame in the model's frame."""
+        lonlat = city.frame.to_lonlat(np.asarray(city_enu, np.float64))
+        true = self.frame.to_enu(lonlat[:, 0], lonlat[:, 1], lonlat[:, 2])
+        return (true - self.translation) @ self.rotation / self.scale
+
+    def xy_to_model(self, geometry: Any, city: Any, height: float = 0.0) -> Any:
+        """A shapely geometry of the city's ENU plane in the model's (x, y)."""
+        import shapely
+
+        def move(xy: np.ndarray) -> np.ndarray:
+            pts = np.column_stack([xy, np.full(len(xy), height)])
+            return self.to_model(pts, city)[:, :2]
+
+        return shapely.transform(geometry, move)
+
+
+def model_alignment(city: Any, sparse_dir: str | Path, frame: Any) -> ModelAlignment:
+    """The :class:`ModelAlignment` of the COLMAP model in ``sparse_dir`` (a district of the
+    generated ``city`` in ``frame``)."""
+    import zlib  # noqa: F401  (see the module docstring)
+
+    import pycolmap
+
+    model = pycolmap.Reconstruction(str(sparse_dir))
+    estimated = {}
+    for image in model.images.values():
+        if image.has_pose:
+            pose = image.cam_from_world()
+            estimated[image.name] = (np.asarray(pose.rotation.matrix()),
+                                     np.asarray(pose.translation))
+    truth = city_true_poses(city, frame, [image_id_of(n) for n in estimated])
+    s, R, t = pose_errors(estimated, truth).similarity
+    return ModelAlignment(float(s), np.asarray(R), np.asarray(t), frame, sorted(estimated))
+
+
+TRUE_SPLAT_GREY = {"ground": 0.45, "kerb": 0.7, "building": 0.8, "parked_car": 0.3,
+                   "tree": 0.35, "pole": 0.5}
+
+
+def true_surface_splat(city: Any, alignment: ModelAlignment, spacing: float = 0.2,
+                       reach: float = 30.0) -> Any:
+    """The generated city's true surface within ``reach`` metres (horizontally) of the
+    district's cameras as opaque discs in its sparse model's frame: the splat a perfect
+    training would give (:func:`citysplat.splat.from_mesh.splat_from_mesh`), one grey per kind
+    of surface. Returns :class:`citysplat.splat.export.SplatArrays`."""
+    from scipy.spatial import cKDTree
+
+    from citysplat.splat.from_mesh import splat_from_mesh
+    from citysplat.synthetic.layout import make_layout
+    from citysplat.synthetic.truth_geometry import true_surface
+
+    city_centres = np.array([city.cameras[image_id_of(n)]["position_enu"]
+                             for n in alignment.images])
+    lo, hi = city_centres[:, :2].min(axis=0) - reach, city_centres[:, :2].max(axis=0) + reach
+    # clipped to the cameras' surroundings first: a flat city's ground is one huge quad
+    surface = true_surface(make_layout(city.spec), extent=(lo[0], lo[1], hi[0], hi[1]))
+    vertices = alignment.to_model(surface.vertices, city)
+    centres = alignment.to_model(city_centres, city)
+    centroid = vertices[surface.faces].mean(axis=1)
+    near = cKDTree(centres[:, :2]).query(centroid[:, :2])[0] < reach
+    grey = np.array([TRUE_SPLAT_GREY[k] for k in surface.kind[near]])
+    return splat_from_mesh(vertices, surface.faces[near], spacing,
+                           np.repeat(grey[:, None], 3, axis=1))

@@ -17,7 +17,7 @@ spells a data-root name).
         pairs.txt  metrics.json  sparse.png  sparse/  work/     structure from motion
         splat/   point_cloud.ply  metrics.json  frame.json  renders/  checkpoints/
         mesh/    surface.glb  surface.obj  collision.glb  walkable.glb  walkable.geojson
-                 navmesh.json  frame.json
+                 navmesh.json  vehicle_navmesh.json  metrics.json  mesh.png  frame.json
         sim/     network.net.xml  fcd.parquet  scene.json  frame.json
 
 A bring-your-own model (``citysplat reconstruct-folder DIR --out OUT``) has the structure from
@@ -220,7 +220,13 @@ class MeshLayout:
 
     @property
     def navmesh_json(self) -> Path:
+        """The pedestrian agent's navmesh (the default agent)."""
         return self.dir / "navmesh.json"
+
+    @property
+    def vehicle_navmesh_json(self) -> Path:
+        """The vehicle agent's navmesh (roads only: a car does not climb the kerb)."""
+        return self.dir / "vehicle_navmesh.json"
 
     @property
     def metrics_json(self) -> Path:

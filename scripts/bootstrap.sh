@@ -48,6 +48,32 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 "${pip[@]}" install -e ".[test]"
 
+# The Khronos glTF validator (npm gltf-validator, pinned in tests/gltf_validator) for the glTF
+# export tests: `npm ci` there unless the pinned version is already installed. Without node/npm
+# those tests skip, or fail on CI (CI=true), so only CI stops here.
+validator=tests/gltf_validator
+validator_missing() {
+  local ci="${CI:-}" level=warning
+  case "${ci,,}" in true|1|yes) level=error ;; esac
+  echo "$level: $1: the glTF validator tests skip without it (and fail on CI); install" \
+       "Node.js 18+ and npm, then run: npm ci --prefix $validator" >&2
+  [ "$level" = warning ] || exit 1
+}
+if [ "$what" != test ]; then
+  :  # the demo needs no Node.js
+elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  validator_missing "node or npm not found"
+else
+  version_of() { node -p "try { $1 } catch (e) { '' }"; }
+  wanted=$(version_of "require('./$validator/package.json').dependencies['gltf-validator']")
+  installed=$(version_of "require('./$validator/node_modules/gltf-validator/package.json').version")
+  if [ "$installed" != "$wanted" ]; then
+    echo "Installing the Khronos glTF validator (gltf-validator $wanted) for the tests"
+    (cd "$validator" && npm ci --no-audit --no-fund --loglevel=error) \
+      || validator_missing "npm ci in $validator failed"
+  fi
+fi
+
 if [ "$what" = demo ]; then
   exec .venv/bin/citysplat demo "$@"
 else

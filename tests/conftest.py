@@ -28,6 +28,13 @@ def tiny_city() -> SyntheticCity:
     return generate_city(preset("tiny"))
 
 
+@pytest.fixture(scope="session")
+def kerbed_tiny_city() -> SyntheticCity:
+    """The tiny city with 15 cm kerbs, its truth only (no images: seconds to make), for the
+    true geometry and the mesh stage's method tests."""
+    return generate_city(preset("tiny", kerb_height=0.15), images=False)
+
+
 def _catalog_images(city: SyntheticCity, folder: Path) -> pd.DataFrame:
     with Catalog(folder / "catalog.duckdb") as catalog:
         catalog.upsert_images(city.metadata)

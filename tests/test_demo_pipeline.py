@@ -102,6 +102,17 @@ def test_demo_trains_a_splat_that_other_tools_can_load(demo):
     assert (splat / "frame.json").is_file() and list((splat / "renders").glob("*.png"))
 
 
+def test_demo_runs_the_mesh_stage_after_the_splat(demo):
+    stdout, root = demo
+    assert "Meshes and navmeshes" in stdout
+    mesh = root / "districts" / "d000" / "mesh"
+    if (mesh / "metrics.json").is_file():  # a 40-step splat may hold no floor: then it says so
+        metrics = json.loads((mesh / "metrics.json").read_text())
+        assert metrics["navmesh_polygons"] > 0 and (mesh / "surface.glb").is_file()
+    else:
+        assert "d000: no meshes:" in stdout and "splat" in stdout.split("no meshes:")[1]
+
+
 def test_reconstruct_command_reuses_features_and_reports(demo):
     _, root = demo
     before = json.loads((root / "districts" / "d000" / "metrics.json").read_text())

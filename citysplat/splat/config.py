@@ -90,6 +90,9 @@ class TrainConfig:
                             group=OPTIMISATION, at_least=0.0)
     ssim_lambda: float = setting(0.2, "Weight of 1 - SSIM in the loss (the rest: L1).",
                                  group=OPTIMISATION, at_least=0.0, at_most=1.0)
+    depth_lambda: float = setting(0.0, "Weight of the sparse-depth loss (gsplat's depth_loss:"
+                                  " rendered vs SfM point depths, as disparity; 0: off).",
+                                  group=OPTIMISATION, at_least=0.0)
     strategy: DefaultStrategyConfig | MCMCStrategyConfig = field(
         default_factory=DefaultStrategyConfig)
     # appearance, sky, masks

@@ -38,6 +38,8 @@ class View:
     K: torch.Tensor  # [3, 3] pinhole intrinsics at this resolution
     viewmat: torch.Tensor  # [4, 4] world-to-camera
     sequence: str | None = None
+    sparse_uv: torch.Tensor | None = None  # [M, 2] pixels (this resolution) of its SfM points
+    sparse_depth: torch.Tensor | None = None  # [M] their depths along the optical axis
 
     @property
     def height(self) -> int:
@@ -86,6 +88,18 @@ def _pinhole_remap(
     else:
         source = np.asarray(camera.img_from_cam(np.column_stack([rays, np.ones(len(rays))])))
     return K, source[:, 0].reshape(height, width), source[:, 1].reshape(height, width)
+
+
+def _project(xyz: np.ndarray, viewmat: np.ndarray, K: np.ndarray, width: int, height: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions [M, 2] and depths [M] of the world points in front of a pinhole camera
+    and inside its image."""
+    cam = xyz @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = cam[:, 2]
+    front = z > 1e-3
+    uv = (cam[front] @ K.T)[:, :2] / z[front, None]
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    return uv[inside], z[front][inside]
 
 
 def _sample(
@@ -160,6 +174,10 @@ def load_scene(
         )
     if model.num_points3D() == 0:
         raise SceneDataError(f"{sparse_dir} has no 3D points to start the Gaussians from")
+    tracks: dict[int, list[int]] = {}  # image id -> ids of the 3D points it observes
+    for point_id, point in model.points3D.items():
+        for element in point.track.elements:
+            tracks.setdefault(element.image_id, []).append(point_id)
     views: list[View] = []
     masked = 0.0
     for index, (image, path) in enumerate(present):
@@ -187,6 +205,9 @@ def load_scene(
         viewmat = np.eye(4)
         viewmat[:3, :3] = np.asarray(pose.rotation.matrix())
         viewmat[:3, 3] = np.asarray(pose.translation)
+        ids = tracks.get(image.image_id, [])
+        xyz = np.array([model.points3D[i].xyz for i in ids], dtype=np.float64).reshape(-1, 3)
+        uv, depth = _project(xyz, viewmat, K, width, height)
         views.append(
             View(
                 image.name,
@@ -196,6 +217,8 @@ def load_scene(
                 torch.from_numpy(K).float(),
                 torch.from_numpy(viewmat).float(),
                 (sequences or {}).get(image.name),
+                torch.from_numpy(uv).float(),
+                torch.from_numpy(depth).float(),
             )
         )
     test_every = max(0, int(test_every))

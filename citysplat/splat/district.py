@@ -10,6 +10,7 @@ exists, or from ``masks=``.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from citysplat.catalog import Catalog
@@ -40,6 +41,27 @@ def train_model(sparse_dir: str | Path, images: str | Path | dict, out_dir: str 
     return result
 
 
+@dataclass
+class DistrictPhotos:
+    """A district's downloaded photos as its COLMAP model names them (``<id>.jpg``)."""
+
+    paths: dict[str, Path]  # name -> file
+    sequences: dict[str, str]  # name -> sequence id (every member, downloaded or not)
+    captured_ms: dict[str, int]  # name -> capture time, ms since the epoch
+
+
+def district_photos(layout: DataLayout, name: str) -> DistrictPhotos:
+    """Where district ``name``'s downloaded photos are, with their sequences and times."""
+    with Catalog.open_read_only(layout.catalog_path) as catalog:
+        rows = district_members(layout, name, catalog)[["id", "sequence_id", "captured_at_ms"]]
+        done = catalog.done(rows["id"].astype(str))
+    paths = {image_file_name(i): layout.root / record[0] for i, record in done.items()}
+    names = [image_file_name(i) for i in rows["id"]]
+    sequences = {n: str(s) for n, s in zip(names, rows["sequence_id"])}
+    captured = {n: int(t) for n, t in zip(names, rows["captured_at_ms"]) if t == t}
+    return DistrictPhotos(paths, sequences, captured)
+
+
 def train_district(layout: DataLayout, name: str, config: TrainConfig | None = None, *,
                    masks: str | Path | None = None, out_dir: Path | None = None,
                    progress: ProgressFn | None = None) -> TrainResult:
@@ -48,13 +70,9 @@ def train_district(layout: DataLayout, name: str, config: TrainConfig | None = N
     if not district.has_model():
         raise SceneDataError(f"district {name} has no sparse model yet: run `citysplat "
                              f"reconstruct {name}` (or materialize sparse_model) first")
-    with Catalog.open_read_only(layout.catalog_path) as catalog:
-        rows = district_members(layout, name, catalog)[["id", "sequence_id"]]
-        done = catalog.done(rows["id"].astype(str))
-    paths = {image_file_name(i): layout.root / record[0] for i, record in done.items()}
-    sequences = {image_file_name(i): str(s) for i, s in zip(rows["id"], rows["sequence_id"])}
+    photos = district_photos(layout, name)
     if masks is None and district.masks_dir.is_dir():
         masks = district.masks_dir
-    return train_model(district.sparse_dir, paths, out_dir or district.splat.dir, config,
-                       masks=masks, sequences=sequences, frame_json=district.frame_json,
+    return train_model(district.sparse_dir, photos.paths, out_dir or district.splat.dir, config,
+                       masks=masks, sequences=photos.sequences, frame_json=district.frame_json,
                        progress=progress)

@@ -81,6 +81,19 @@ def weighted_loss(
     return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - ssim)
 
 
+def sparse_depth_loss(depth: torch.Tensor, uv: torch.Tensor, target: torch.Tensor
+                      ) -> torch.Tensor:
+    """gsplat's ``depth_loss``: L1 between the rendered depth [H, W] sampled at the SfM points'
+    pixels ``uv`` [M, 2] and their depths ``target`` [M], as disparities (1 / depth)."""
+    h, w = depth.shape
+    grid = torch.stack([uv[:, 0] / w * 2 - 1, uv[:, 1] / h * 2 - 1], dim=-1)[None, :, None]
+    sampled = torch.nn.functional.grid_sample(depth[None, None], grid, align_corners=False)
+    sampled = sampled[0, 0, :, 0]
+    disparity = torch.where(sampled > 0, 1.0 / sampled.clamp(min=1e-6),
+                            torch.zeros_like(sampled))
+    return torch.nn.functional.l1_loss(disparity, 1.0 / target)
+
+
 class SplatTrainer:
     """Trains Gaussians on ``scene`` into ``out_dir`` (resuming a checkpoint found there)."""
 
@@ -160,9 +173,11 @@ class SplatTrainer:
 
     # ------------------------------------------------------------------ rendering
     def render(
-        self, view: View, sh_degree: int | None = None, appearance_index: int | None = None
+        self, view: View, sh_degree: int | None = None, appearance_index: int | None = None,
+        with_depth: bool = False,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The model's image of ``view`` [H, W, 3] (appearance and sky applied) and ``info``."""
+        """The model's image of ``view`` [H, W, 3] (appearance and sky applied) and ``info``
+        (``with_depth``: also ``info["depth"]``, the expected depth [H, W])."""
         cfg = self.config
         splats = self.splats
         degree = cfg.sh_degree if sh_degree is None else sh_degree
@@ -183,8 +198,11 @@ class SplatTrainer:
             packed=False,
             absgrad=cfg.strategy.uses_absgrad(),
             rasterize_mode="classic",
+            render_mode="RGB+ED" if with_depth else "RGB",
         )
         image = rgb[0, ..., :3]
+        if with_depth:
+            info["depth"] = rgb[0, ..., 3]
         if cfg.sky:
             sky = self.sky(ray_directions(K, viewmat, view.width, view.height))
             image = image + (1.0 - alpha[0]) * sky
@@ -210,7 +228,9 @@ class SplatTrainer:
             group["lr"] = lr
         with record_function("citysplat.render"):
             degree = sh_degree_at(step, cfg.sh_degree_interval, cfg.sh_degree)
-            image, info = self.render(view, degree)
+            depth_loss = cfg.depth_lambda > 0 and view.sparse_uv is not None \
+                and len(view.sparse_uv) > 0
+            image, info = self.render(view, degree, with_depth=depth_loss)
             self.strategy.step_pre_backward(
                 self.splats, self.optimizers, self.strategy_state, step, info
             )
@@ -219,6 +239,10 @@ class SplatTrainer:
             if not cfg.masks:
                 weight = torch.ones_like(weight)
             loss = weighted_loss(image, view.image.to(self.device), weight, cfg.ssim_lambda)
+            if depth_loss:
+                loss = loss + cfg.depth_lambda * self.scene.scene_scale * sparse_depth_loss(
+                    info["depth"], view.sparse_uv.to(self.device),
+                    view.sparse_depth.to(self.device))
         with record_function("citysplat.backward"):
             loss.backward()
         with record_function("citysplat.optimize"):  # before densifying, as gsplat does

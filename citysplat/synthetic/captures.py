@@ -1,7 +1,8 @@
 """Capture sequences the way Mapillary contributors make them, with true and reported poses.
 
 Cars drive the streets in the right-hand lane with a forward camera (an image every few
-metres), people walk the sidewalks with phones, a 360 camera rides a car roof; every sequence
+metres), people walk the (raised) sidewalks with phones at eye height above the ground they
+stand on, a 360 camera rides a car roof; every sequence
 has its own exposure, device and contributor, and a few images come out bad (blurred,
 over-exposed, truncated). True poses are kept; what the API reports carries GPS and compass
 noise the way real uploads do.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from citysplat.synthetic.cameras import CameraModel, rotation_from_heading
+from citysplat.synthetic.geometry import ground_height
 from citysplat.synthetic.layout import LANE_OFFSET, Layout
 
 EPOCH_MS = 1714550400000  # 2024-05-01T08:00:00Z: the first capture day of every generated city
@@ -235,6 +237,9 @@ def plan_captures(layout: Layout, seed_offset: int = 0, first_sequence: int = 0,
         else:
             raise ValueError(f"unknown capture kind {kind!r}")
         xy, tangent = _resample(path, spacing)
+        # a walker holds the phone above the ground they stand on (the sidewalk is raised; they
+        # step down to cross a street); cars and the roof camera stay on the roadway
+        ground = ground_height(layout, xy) if kind == "walk" else np.zeros(len(xy))
         t_ms = start_ms + np.r_[0, np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))] \
             / speed * 1000
         for k, (p, d) in enumerate(zip(xy, tangent)):
@@ -244,7 +249,7 @@ def plan_captures(layout: Layout, seed_offset: int = 0, first_sequence: int = 0,
             pitch = (2.0 if kind == "walk" else 0.0) + jitter[1]
             rotation = rotation_from_heading(yaw, pitch, jitter[2])
             bump = seq_rng.normal(0, 0.02)
-            position = np.array([p[0], p[1], height + bump])
+            position = np.array([p[0], p[1], ground[k] + height + bump])
             quality = "ok"
             if seq_rng.random() < spec.bad_image_rate and 2 <= k < len(xy) - 2:
                 quality = str(seq_rng.choice(["blurred", "overexposed", "truncated"]))

@@ -10,6 +10,9 @@ renamed into place, so a crash leaves a complete city or none)::
     truth/masks/<id>.png  moving objects (255) in each image
     truth/covisible_pairs.json   image pairs that truly see common static surface
     truth/roads.geojson, buildings.geojson, walkable.geojson, frame.json
+    truth/surface.ply     the true static surface (ENU of frame.json), a kind per face
+    truth/walkable_by_kind.geojson       road and sidewalk polygons (lon/lat), and
+    truth/walkable_by_kind_enu.geojson   the same in ENU metres
 
 A truth-only city (``generate_city(..., images=False)``, folder ``<key>-truth``) has all of this
 but ``images/`` and ``truth/masks/``: its co-visibility comes from the very rays a render casts
@@ -44,6 +47,7 @@ from citysplat.synthetic.captures import Capture, plan_captures, report
 from citysplat.synthetic.layout import Layout, make_layout
 from citysplat.synthetic.render import Rendering, render_capture, surface_cells
 from citysplat.synthetic.spec import CitySpec
+from citysplat.synthetic.truth_geometry import true_surface
 
 COVISIBLE_MIN_CELLS = 25  # shared 0.5 m surface cells for a pair to count as co-visible
 
@@ -204,7 +208,8 @@ class SyntheticCity:
     @cached_property
     def spec(self) -> CitySpec:
         data = json.loads((self.root / "spec.json").read_text())
-        data.pop("generator_version", None)
+        if data.pop("generator_version", 0) < 3:
+            data.setdefault("kerb_height", 0.0)  # cities before kerbs were flat
         for k in ("car_spacing", "walk_spacing"):
             data[k] = tuple(data[k])
         return CitySpec(**data)
@@ -285,6 +290,9 @@ def _write_city(spec: CitySpec, root: Path, layout: Layout, captures: list[Captu
     frame.save(truth / "frame.json")
     for name, fc in geo.truth_geojson(layout, frame).items():
         (truth / f"{name}.geojson").write_text(json.dumps(fc))
+    for name, fc in geo.walkable_by_kind_geojson(layout, frame).items():
+        (truth / f"{name}.geojson").write_text(json.dumps(fc))
+    true_surface(layout).write_ply(truth / "surface.ply")
 
 
 def generate_city(spec: CitySpec | None = None, cache_dir: Path | None = None,

@@ -1,4 +1,5 @@
-"""Ground-truth map layers of a generated city as GeoJSON in lon/lat (WGS84)."""
+"""Ground-truth map layers of a generated city as GeoJSON in lon/lat (WGS84), and the walkable
+area by kind also in the city's ENU metres."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from shapely.ops import unary_union
 
 from citysplat.frames import LocalFrame
 from citysplat.synthetic.layout import ROADWAY_HALF, Layout
+from citysplat.synthetic.truth_geometry import true_walkable
 
 
 def _to_lonlat(frame: LocalFrame):
@@ -54,3 +56,25 @@ def truth_geojson(layout: Layout, frame: LocalFrame) -> dict[str, dict]:
                  "geometry": mapping(walk)}]
     fc = lambda feats: {"type": "FeatureCollection", "features": feats}  # noqa: E731
     return {"roads": fc(roads), "buildings": fc(buildings), "walkable": fc(walkable)}
+
+
+def walkable_by_kind_geojson(layout: Layout, frame: LocalFrame) -> dict[str, dict]:
+    """Where an agent can stand (:func:`~citysplat.synthetic.truth_geometry.true_walkable`),
+    one feature per kind (``road``, ``sidewalk``) with its ground height and area:
+    ``walkable_by_kind`` in lon/lat and ``walkable_by_kind_enu`` in the city's ENU metres (x
+    east, y north about ``frame.json``'s origin; its properties say so)."""
+    to_ll = _to_lonlat(frame)
+    height = {"road": 0.0, "sidewalk": float(layout.spec.kerb_height)}
+    lonlat, enu = [], []
+    for kind, geom in true_walkable(layout).items():
+        props = {"kind": kind, "ground_height_m": height[kind], "area_m2": round(geom.area, 3)}
+        lonlat.append({"type": "Feature", "properties": props,
+                       "geometry": mapping(shapely.transform(geom, to_ll))})
+        enu.append({"type": "Feature",
+                    "properties": {**props, "frame": "enu", "units": "m",
+                                   "origin_lonlat_alt": [frame.lon0, frame.lat0, frame.alt0]},
+                    "geometry": mapping(geom)})
+    return {"walkable_by_kind": {"type": "FeatureCollection", "features": lonlat},
+            "walkable_by_kind_enu": {"type": "FeatureCollection",
+                                     "frame": "city ENU metres (x east, y north), truth/frame.json",
+                                     "features": enu}}

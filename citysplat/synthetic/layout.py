@@ -1,7 +1,8 @@
 """The plan of a generated city in its local ENU frame: streets, blocks, buildings, cars, people.
 
-Everything here is plain geometry in metres (x east, y north, z up, ground at z = 0) drawn from
-a seeded generator, so the same spec always yields the same city.
+Everything here is plain geometry in metres (x east, y north, z up; the roadway at z = 0, the
+blocks with their sidewalks raised by ``spec.kerb_height``) drawn from a seeded generator, so the
+same spec always yields the same city.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class Mover:
     phase: float  # metres along the street at t = 0
     size: tuple[float, float, float]  # length, width, height
     color: tuple[float, float, float]
+    z0: float = 0.0  # height of the ground it moves on (a sidewalk's kerb height for people)
+    road_spans: tuple[tuple[float, float], ...] = ()  # stretches (metres from a) at road level
 
     def box_at(self, street: Street, t_seconds: float) -> Box:
         """Where this mover stands at a capture time (it wraps around at the street's ends)."""
@@ -88,7 +91,8 @@ class Mover:
         normal = np.array([-d[1], d[0]])
         p = np.asarray(street.a) + d * s + normal * self.offset
         yaw = float(np.arctan2(d[1], d[0])) + (0.0 if self.forward else np.pi)
-        return Box(float(p[0]), float(p[1]), yaw, *self.size)
+        on_road = any(lo <= s < hi for lo, hi in self.road_spans)  # crossing a street
+        return Box(float(p[0]), float(p[1]), yaw, *self.size, z0=0.0 if on_road else self.z0)
 
 
 @dataclass
@@ -105,6 +109,11 @@ class Layout:
     poles: list[tuple[float, float]]
     movers: list[Mover]
     car_colors: list[tuple[float, float, float]] = field(default_factory=list)
+
+    @property
+    def blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """The blocks at their building lines: see :func:`block_intervals`."""
+        return block_intervals(self.spec)
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -139,6 +148,31 @@ def street_grid(spec: CitySpec) -> tuple[np.ndarray, np.ndarray]:
     xs = np.arange(spec.blocks_x + 1) * pitch_x
     ys = np.arange(spec.blocks_y + 1) * pitch_y
     return xs - xs.mean(), ys - ys.mean()
+
+
+def block_intervals(spec: CitySpec) -> tuple[np.ndarray, np.ndarray]:
+    """The blocks between the streets, at their building lines (``street_w / 2`` from the
+    centrelines): x-intervals of the block columns (C, 2) and y-intervals of the block rows
+    (R, 2), west to east and south to north. Every (column, row) pair is one block: the grid's
+    own blocks plus a ring of outer blocks, so that every street has two sides."""
+    xs, ys = street_grid(spec)
+    half = spec.street_w / 2
+    pitch_x, pitch_y = spec.block_w + spec.street_w, spec.block_h + spec.street_w
+    bx = np.concatenate([[xs[0] - pitch_x], xs])  # west edge centreline of each block column
+    by = np.concatenate([[ys[0] - pitch_y], ys])
+    return (np.column_stack([bx + half, bx + pitch_x - half]),
+            np.column_stack([by + half, by + pitch_y - half]))
+
+
+def crossings(street: Street, avenues_x: np.ndarray, streets_y: np.ndarray) -> list[float]:
+    """Where the cross streets meet ``street``: metres from its start ``a``."""
+    d = street.direction
+    cross = avenues_x if street.axis == "ew" else streets_y
+    return [
+        float(np.dot((np.array([c, street.a[1]]) if street.axis == "ew"
+                      else np.array([street.a[0], c])) - np.asarray(street.a), d))
+        for c in cross
+    ]
 
 
 def _pack_side(rng: np.random.Generator, length: float) -> list[tuple[float, float]]:
@@ -210,14 +244,10 @@ def make_layout(spec: CitySpec) -> Layout:
         streets.append(Street(f"{name} Street", (xs[0] - reach, y), (xs[-1] + reach, y), "ew"))
 
     # Blocks: the inner grid plus a ring of outer blocks so every street has two sides.
-    pitch_x, pitch_y = spec.block_w + spec.street_w, spec.block_h + spec.street_w
-    bx = np.concatenate([[xs[0] - pitch_x], xs])  # west edge centreline of each block column
-    by = np.concatenate([[ys[0] - pitch_y], ys])
+    columns, rows = block_intervals(spec)
     buildings: list[Building] = []
-    for cx in bx:
-        for cy in by:
-            x0, x1 = cx + half, cx + pitch_x - half
-            y0, y1 = cy + half, cy + pitch_y - half
+    for x0, x1 in columns:
+        for y0, y1 in rows:
             buildings += _buildings_for_block(rng, x0, y0, x1, y1, len(buildings))
 
     parked, trees, poles = [], [], []
@@ -225,13 +255,7 @@ def make_layout(spec: CitySpec) -> Layout:
     for street in streets:
         d = street.direction
         normal = np.array([-d[1], d[0]])
-        cross = xs if street.axis == "ew" else ys
-        # positions of the intersections along this street, in metres from a
-        inter = [
-            float(np.dot((np.array([c, street.a[1]]) if street.axis == "ew"
-                          else np.array([street.a[0], c])) - np.asarray(street.a), d))
-            for c in cross
-        ]
+        inter = crossings(street, xs, ys)  # the intersections, in metres from a
         for side in (-1.0, 1.0):
             s = float(rng.uniform(2, 8))
             while s < street.length - 5:
@@ -273,7 +297,12 @@ def make_layout(spec: CitySpec) -> Layout:
             size = (0.45, 0.55, float(rng.uniform(1.55, 1.9)))
             color = tuple(float(v) for v in rng.uniform(0.05, 0.95, 3))
             speed = float(rng.uniform(1.0, 1.7))
+        # people walk on the raised sidewalk and step down to cross the side streets
+        z0 = 0.0 if is_car else spec.kerb_height
+        spans = () if is_car else tuple(
+            (t - ROADWAY_HALF, t + ROADWAY_HALF)
+            for t in crossings(streets[street_index], xs, ys))
         movers.append(Mover("car" if is_car else "pedestrian", street_index, offset, forward,
                             speed, float(rng.uniform(0, streets[street_index].length)), size,
-                            color))
+                            color, z0=z0, road_spans=spans))
     return Layout(spec, xs, ys, streets, buildings, parked, trees, poles, movers, car_colors)

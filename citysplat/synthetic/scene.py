@@ -1,6 +1,8 @@
-"""Triangle geometry of a generated city and how each surface looks, for open3d ray casting.
+"""How a generated city looks to a camera: open3d ray casting and shading.
 
-The static city (ground, buildings, parked cars, trees, poles) lives in one
+The static city (ground with its raised sidewalks, buildings, parked cars, trees, poles; its
+triangles come from :func:`~citysplat.synthetic.geometry.static_parts`, as the truth's do) lives
+in one
 ``open3d.t.geometry.RaycastingScene`` built once; whatever moves between captures (cars,
 pedestrians) goes into a small scene built per capture, and the nearer hit wins. Surfaces are
 shaded from per-triangle attributes (which building, which wall, which car) and procedural
@@ -14,7 +16,20 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
-from citysplat.synthetic.layout import Box, Layout
+from citysplat.synthetic.geometry import (
+    BOX_FACES,
+    BUILDINGS,
+    CARS,
+    GROUND,
+    POLES,
+    TREES,
+    Part,
+    box_vertices,
+    car_boxes,
+    render_extent,
+    static_parts,
+)
+from citysplat.synthetic.layout import Layout
 from citysplat.synthetic.textures import (
     FACADE_RES,
     NoiseBank,
@@ -25,34 +40,8 @@ from citysplat.synthetic.textures import (
     surface_detail,
 )
 
-GROUND, BUILDINGS, CARS, TREES, POLES = range(5)
 SUN = np.array([0.35, -0.55, 0.76]) / np.linalg.norm([0.35, -0.55, 0.76])
 _INVALID = o3d.t.geometry.RaycastingScene.INVALID_ID
-
-_BOX_FACES = np.array(
-    [[0, 1, 5], [0, 5, 4], [1, 2, 6], [1, 6, 5], [2, 3, 7], [2, 7, 6], [3, 0, 4], [3, 4, 7],
-     [4, 5, 6], [4, 6, 7], [0, 2, 1], [0, 3, 2]], np.int32)
-
-
-def box_vertices(box: Box) -> np.ndarray:
-    """The 8 corners of an oriented box (bottom 4 counter-clockwise, then top 4)."""
-    c, s = np.cos(box.yaw), np.sin(box.yaw)
-    hl, hw = box.length / 2, box.width / 2
-    local = np.array([[-hl, -hw], [hl, -hw], [hl, hw], [-hl, hw]])
-    xy = local @ np.array([[c, s], [-s, c]]) + np.array([box.x, box.y])
-    bottom = np.column_stack([xy, np.full(4, box.z0)])
-    top = np.column_stack([xy, np.full(4, box.z0 + box.height)])
-    return np.vstack([bottom, top])
-
-
-def car_boxes(body: Box) -> list[Box]:
-    """A car as two boxes: the body and a shorter cabin on top."""
-    lower = Box(body.x, body.y, body.yaw, body.length, body.width, body.height * 0.6)
-    c, s = np.cos(body.yaw), np.sin(body.yaw)
-    back = -0.1 * body.length
-    cabin = Box(body.x + c * back, body.y + s * back, body.yaw, body.length * 0.55,
-                body.width * 0.92, body.height * 0.4, z0=body.height * 0.6)
-    return [lower, cabin]
 
 
 def _mesh(vertices: list[np.ndarray], faces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +55,13 @@ def _mesh(vertices: list[np.ndarray], faces: list[np.ndarray]) -> tuple[np.ndarr
 
 def _add(scene: o3d.t.geometry.RaycastingScene, v: np.ndarray, f: np.ndarray) -> int:
     return scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(f))
+
+
+def _add_part(scene: o3d.t.geometry.RaycastingScene, part: Part) -> int:
+    """Add a part's triangles (an empty part as one degenerate triangle, to keep its id)."""
+    if len(part.faces) == 0:
+        return _add(scene, np.zeros((3, 3), np.float32), np.array([[0, 1, 2]], np.uint32))
+    return _add(scene, part.vertices.astype(np.float32), part.faces.astype(np.uint32))
 
 
 @dataclass
@@ -124,78 +120,36 @@ class CityScene:
         atlas = atlas or FacadeAtlas.build(layout, self.bank)
         self.mips, self.atlas_col, self.atlas_w = atlas.mips, atlas.columns, atlas.widths
         self.scene = o3d.t.geometry.RaycastingScene()
-        big = 400.0
-        ground_v = np.array([[-big, -big, 0], [big, -big, 0], [big, big, 0], [-big, big, 0]],
-                            np.float32)
-        ids = [_add(self.scene, ground_v, np.array([[0, 1, 2], [0, 2, 3]], np.uint32))]
+        # one definition of the city's shapes, shared with the ground truth (geometry.py)
+        self.extent = render_extent(layout)
+        parts = static_parts(layout, self.extent)
+        ids = [_add_part(self.scene, part) for part in parts]
+        assert ids == [GROUND, BUILDINGS, CARS, TREES, POLES], ids
 
-        # buildings: four walls and a roof each, attributes per triangle
-        verts, faces, tri_b, tri_wall = [], [], [], []
-        self.wall_origin = np.zeros((len(layout.buildings), 4, 2), np.float32)
-        self.wall_tangent = np.zeros((len(layout.buildings), 4, 2), np.float32)
-        self.front_wall = np.zeros(len(layout.buildings), np.int32)
-        self.heights = np.zeros(len(layout.buildings), np.float32)
-        self.colors = np.zeros((len(layout.buildings), 3), np.float32)
+        # per-triangle attributes for shading
+        buildings, cars = parts[BUILDINGS], parts[CARS]
+        self.tri_building = buildings.attrs["building"].astype(np.int32)
+        self.tri_wall = buildings.attrs["wall"].astype(np.int32)
+        self.car_owner = cars.attrs["owner"].astype(np.int32)
+        self.car_part = cars.attrs["part"].astype(np.int32)
+        self.car_base = cars.attrs["base"].astype(np.float32)
+        self.car_colors = np.asarray(layout.car_colors, np.float32).reshape(-1, 3)
+        # walls: where each starts and which way it runs (facade texture coordinates)
+        n = len(layout.buildings)
+        self.wall_origin = np.zeros((n, 4, 2), np.float32)
+        self.wall_tangent = np.zeros((n, 4, 2), np.float32)
+        self.front_wall = np.zeros(n, np.int32)
+        self.heights = np.zeros(n, np.float32)
+        self.colors = np.zeros((n, 3), np.float32)
         for b in layout.buildings:
             c = b.corners
-            v = np.vstack([np.column_stack([c, np.zeros(4)]), np.column_stack([c, np.full(4, b.height)])])
-            f = []
             for i in range(4):
-                j = (i + 1) % 4
-                f += [[i, j, 4 + j], [i, 4 + j, 4 + i]]
+                t = c[(i + 1) % 4] - c[i]
                 self.wall_origin[b.index, i] = c[i]
-                t = c[j] - c[i]
                 self.wall_tangent[b.index, i] = t / np.linalg.norm(t)
-            f += [[4, 5, 6], [4, 6, 7]]
-            verts.append(v)
-            faces.append(np.array(f))
-            tri_b += [b.index] * 10
-            tri_wall += [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
             self.front_wall[b.index] = b.front
             self.heights[b.index] = b.height
             self.colors[b.index] = b.color
-        v, f = _mesh(verts, faces)
-        ids.append(_add(self.scene, v, f))
-        self.tri_building = np.asarray(tri_b, np.int32)
-        self.tri_wall = np.asarray(tri_wall, np.int32)
-
-        # parked cars
-        cv, cf, owner, part, base = [], [], [], [], []
-        for k, car in enumerate(layout.parked_cars):
-            for p, bx in enumerate(car_boxes(car)):
-                cv.append(box_vertices(bx))
-                cf.append(_BOX_FACES)
-                owner += [k] * 12
-                part += [p] * 12
-                base += [bx.z0] * 12
-        v, f = _mesh(cv, cf)
-        ids.append(_add(self.scene, v, f))
-        self.car_owner = np.asarray(owner, np.int32)
-        self.car_part = np.asarray(part, np.int32)
-        self.car_base = np.asarray(base, np.float32)
-        self.car_colors = np.asarray(layout.car_colors, np.float32).reshape(-1, 3)
-
-        # tree crowns (spheres) and trunks / lamp posts (thin boxes)
-        sphere = o3d.geometry.TriangleMesh.create_sphere(radius=1.0, resolution=8)
-        sv, sf = np.asarray(sphere.vertices), np.asarray(sphere.triangles)
-        tv, tf = [], []
-        for x, y, r in layout.trees:
-            tv.append(sv * np.array([r, r, r * 0.9]) + np.array([x, y, 3.2 + r]))
-            tf.append(sf)
-        v, f = _mesh(tv or [np.zeros((3, 3))], tf or [np.array([[0, 1, 2]])])
-        ids.append(_add(self.scene, v, f))
-        pv, pf = [], []
-        for x, y, _ in layout.trees:
-            pv.append(box_vertices(Box(x, y, 0.3, 0.32, 0.32, 3.6)))
-            pf.append(_BOX_FACES)
-        for x, y in layout.poles:
-            pv.append(box_vertices(Box(x, y, 0.0, 0.2, 0.2, 5.8)))
-            pf.append(_BOX_FACES)
-            pv.append(box_vertices(Box(x, y, 0.0, 0.9, 0.35, 0.25, z0=5.8)))
-            pf.append(_BOX_FACES)
-        v, f = _mesh(pv or [np.zeros((3, 3))], pf or [np.array([[0, 1, 2]])])
-        ids.append(_add(self.scene, v, f))
-        assert ids == [GROUND, BUILDINGS, CARS, TREES, POLES], ids
 
     # ----------------------------------------------------------------------------------------
     def movers_at(self, t_seconds: float, near: np.ndarray, keep_clear: float = 7.0,
@@ -215,7 +169,7 @@ class CityScene:
             boxes = car_boxes(box) if m.kind == "car" else [box]
             for p, bx in enumerate(boxes):
                 verts.append(box_vertices(bx))
-                faces.append(_BOX_FACES)
+                faces.append(BOX_FACES)
                 owner += [len(colors)] * 12
                 part += [p if m.kind == "car" else 2] * 12
                 base += [bx.z0] * 12

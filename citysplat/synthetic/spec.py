@@ -10,7 +10,7 @@ from pathlib import Path
 
 #: The output format's version; the cache key also hashes the generator's own source files, so
 #: any change to how a city is made gives new keys (a stale cached city can never be served).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 @cache
@@ -43,6 +43,7 @@ class CitySpec:
     block_w: float = 64.0  # east-west extent of a block
     block_h: float = 84.0  # north-south extent of a block
     street_w: float = 20.0  # building line to building line (roadway 12 m + two 4 m sidewalks)
+    kerb_height: float = 0.15  # sidewalks and blocks stand this high above the roadway (0: flat)
     image_width: int = 640
     car_sequences: int = 3
     walk_sequences: int = 2
@@ -73,9 +74,13 @@ class CitySpec:
 
 PRESETS: dict[str, CitySpec] = {
     # One block, two short car sequences: seconds to render, for unit tests.
+    # Flat (no kerbs): its one walk is a straight 40 m line whose georegistration sits at the
+    # edge of what SfM accepts, and the kerbs' extra edges tip it over; the kerbed tiny city
+    # is preset("tiny", kerb_height=0.15).
     "tiny": CitySpec(
         blocks_x=1, blocks_y=1, car_sequences=2, walk_sequences=1, pano_sequences=1,
         car_route=70.0, walk_route=40.0, pano_route=60.0, moving_cars=8, pedestrians=8,
+        kerb_height=0.0,
     ),
     # The demo city: about 200 images.
     "default": CitySpec(),
