@@ -114,6 +114,7 @@ def poisson_mesh(home: Path, district: str, out: Path) -> dict:
     navmesh steps as the stage (its heightfield, road split and builder)."""
     import open3d as o3d
     import pycolmap
+    import shapely
 
     from citysplat.frames import LocalFrame
     from citysplat.layout import DataLayout
@@ -160,8 +161,8 @@ def poisson_mesh(home: Path, district: str, out: Path) -> dict:
     o3d.io.write_triangle_mesh(str(out / "poisson.ply"), mesh)
     if navmesh is not None:
         navmesh.save(out / "navmesh.json")
-    (out / "areas.json").write_text(json.dumps(
-        {k: __import__("shapely").to_geojson(g) for k, g in areas.items()}))
+    (out / "areas.json").write_text(json.dumps({k: shapely.to_geojson(g)
+                                                for k, g in areas.items()}))
     LocalFrame.load(d.frame_json).save(out / "frame.json")
     return {"ok": True, "seconds": time.perf_counter() - t0, "peak_memory_mb": None,
             "triangles": fused.num_triangles}

@@ -34,6 +34,7 @@ from citysplat.mesh.depth import depth_frames
 from citysplat.mesh.fusion import FusedMesh, fuse_depths
 from citysplat.mesh.heightfield import Heightfield, build_heightfield, walkable_cells
 from citysplat.mesh.navmesh import NavMesh, build_navmesh
+from citysplat.mesh.outputs import write_metrics, write_outputs
 from citysplat.mesh.surface import decimate, remove_small_components
 from citysplat.mesh.walkable import ROAD, SIDEWALK, road_mask, walkable_areas
 from citysplat.progress import StageProgressFn
@@ -172,8 +173,6 @@ def mesh_model(sparse_dir: str | Path, images: str | Path | Mapping[str, Path],
 
     result = MeshResult(out_dir, {}, surface, collision, areas, walk, navmesh, vehicle_navmesh,
                         seeds, frame, timings)
-    from citysplat.mesh.outputs import write_outputs
-
     t = time.perf_counter()
     write_outputs(result, config)
     timings["write_s"] = time.perf_counter() - t
@@ -181,8 +180,6 @@ def mesh_model(sparse_dir: str | Path, images: str | Path | Mapping[str, Path],
     result.metrics["seconds"] = round(timings["total_s"], 2)
     result.metrics["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     result.metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
-    from citysplat.mesh.outputs import write_metrics
-
     write_metrics(result, config)
     report("files", 1, 1)
     return result

@@ -106,6 +106,17 @@ class StrategyConfig:
         raise NotImplementedError
 
 
+def _refine_start_setting():
+    """The refinement start both strategies share (a fresh field for each class)."""
+    return setting(None, "Start refining after this step (default: 5 % of the steps, at "
+                   "least 100).", at_least=0)
+
+
+def _refine_stop_setting():
+    """The refinement stop both strategies share (a fresh field for each class)."""
+    return setting(None, "Stop refining at this step (default: half the steps).", at_least=0)
+
+
 @dataclass(frozen=True)
 class DefaultStrategyConfig(StrategyConfig):
     """gsplat's ``DefaultStrategy`` (the 3DGS paper's densification), plus a cap on the
@@ -127,10 +138,8 @@ class DefaultStrategyConfig(StrategyConfig):
                                    above=0.0)
     refine_scale2d_stop_iter: int = setting(0, "Stop refining by 2D scale after this step "
                                             "(0: never refine by it).", at_least=0)
-    refine_start_iter: int | None = setting(None, "Start refining after this step (default: "
-                                            "5 % of the steps, at least 100).", at_least=0)
-    refine_stop_iter: int | None = setting(None, "Stop refining at this step (default: half "
-                                           "the steps).", at_least=0)
+    refine_start_iter: int | None = _refine_start_setting()
+    refine_stop_iter: int | None = _refine_stop_setting()
     reset_every: int | None = setting(None, "Reset opacities every this many steps "
                                       "(default: 3000, never when steps < 4000).", at_least=1)
     refine_every: int = setting(100, "Refine every this many steps.", at_least=1)
@@ -184,10 +193,8 @@ class MCMCStrategyConfig(StrategyConfig):
     cap_max: int = setting(400_000, CAP_HELP, at_least=1)
     noise_lr: float = setting(5e5, "Scale of the position noise (times the means' "
                               "learning rate).", at_least=0.0)
-    refine_start_iter: int | None = setting(None, "Start refining after this step (default: "
-                                            "5 % of the steps, at least 100).", at_least=0)
-    refine_stop_iter: int | None = setting(None, "Stop refining at this step (default: half "
-                                           "the steps).", at_least=0)
+    refine_start_iter: int | None = _refine_start_setting()
+    refine_stop_iter: int | None = _refine_stop_setting()
     refine_every: int = setting(100, "Refine every this many steps.", at_least=1)
     min_opacity: float = setting(0.005, "Relocate Gaussians below this opacity.",
                                  at_least=0.0, below=1.0)
