@@ -9,12 +9,14 @@ from assets.ingest import downloaded_images, image_catalog, image_coverage
 from assets.meshes import district_mesh, navmesh
 from assets.resources import CitysplatStorage, IngestArea, MapillaryApi
 from assets.sample_city import sample_city
+from assets.sim import road_network, traffic_scenario
 from assets.splats import splat
 from sensors import all_sensors
 
 defs = dg.Definitions(
     assets=[sample_city, image_catalog, image_coverage, downloaded_images, districts,
-            district_images, sparse_model, splat, district_mesh, navmesh],
+            district_images, sparse_model, splat, district_mesh, navmesh, road_network,
+            traffic_scenario],
     sensors=all_sensors(),
     resources={
         "storage": CitysplatStorage(),

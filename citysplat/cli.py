@@ -752,6 +752,58 @@ def path(
         console.print(Text(f"GeoJSON: {geojson}"))
 
 
+@app.command("sim")
+def sim(
+    district: str = typer.Argument(..., help="District name (see `citysplat districts`)."),
+    home: Path | None = HomeOption,
+    vehicles: int = typer.Option(200, "--vehicles", min=0, help="Vehicles (random trips)."),
+    pedestrians: int = typer.Option(100, "--pedestrians", min=0,
+                                    help="Pedestrians (random walks)."),
+    seconds: float = typer.Option(600.0, "--seconds", min=1.0, help="Simulated seconds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random trips and of SUMO."),
+    osm: Path | None = typer.Option(None, "--osm", help="An OpenStreetMap extract (OSM XML) "
+                                    "to take the roads from, registered to the capture; "
+                                    "default: the roads the capture drove."),
+) -> None:
+    """A SUMO road network of a district in its ENU frame and a traffic scenario on it
+    (districts/<name>/sim/)."""
+    from citysplat.sim.network import NetworkInputError
+    from citysplat.sim.scenario import ScenarioOptions
+    from citysplat.sim.stage import simulate_district
+    from citysplat.sim.sumo import SumoError
+
+    layout = _existing_district(home, district)
+    if osm is not None and not osm.is_file():
+        fail(f"--osm {osm} does not exist: give an OSM XML extract (.osm)")
+    scenario = ScenarioOptions(vehicles=vehicles, pedestrians=pedestrians, seconds=seconds,
+                               seed=seed)
+    with console.status(f"Building the network of {district} and running {seconds:.0f} s"):
+        result = _call_failing_on((NetworkInputError, SumoError), simulate_district, layout,
+                                  district, scenario=scenario, osm=osm)
+    _print_sim(result)
+
+
+def _print_sim(result) -> None:
+    from rich.table import Table
+
+    m, s = result.metrics, result.metrics["scenario"]
+    table = Table(title=f"Network and traffic of {m['district']} ({m['source']})")
+    for column in ("edges", "road km", "crossings", "vehicles", "pedestrians", "teleports",
+                   "collisions", "rows", "time"):
+        table.add_column(column, justify="right")
+    table.add_row(str(m["edges"]), f"{m['road_km']:.2f}", str(m["crossings"]),
+                  str(s["vehicles"]), str(s["pedestrians"]), str(s["teleports"]),
+                  str(s["collisions"]), f"{s['rows']:,}", f"{m['seconds'] + s['seconds']:.1f} s")
+    console.print(table)
+    if "osm_registration" in m:
+        r = m["osm_registration"]
+        console.print(Text(f"OSM extract shifted by ({r['shift'][0]:.2f}, {r['shift'][1]:.2f}) m "
+                           f"onto the capture: median distance {r['before_m']:.2f} m -> "
+                           f"{r['after_m']:.2f} m"))
+    console.print(Text(f"Network: {result.network.net_xml}\nTrajectories: {result.fcd_parquet}"
+                       f"\nPicture: {result.plot}"))
+
+
 @app.command("demo")
 def demo(
     size: str = SizeOption,

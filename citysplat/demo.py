@@ -47,6 +47,7 @@ class DemoResult:
     reconstructions: dict[str, DistrictReconstruction] = field(default_factory=dict)
     splats: dict[str, Any] = field(default_factory=dict)  # district -> TrainResult
     meshes: dict[str, Any] = field(default_factory=dict)  # district -> MeshResult or why not
+    sims: dict[str, Any] = field(default_factory=dict)  # district -> SimResult or why not
 
 
 def city_area(city: SyntheticCity, margin_deg: float = 0.0005) -> Area:
@@ -121,7 +122,47 @@ def run_demo(city: SyntheticCity, console: Console, root: Path | None = None, *,
         for name in demo.districts.names:
             demo.meshes[name] = _mesh(layout, name)
         _print_meshes(demo.meshes, console)
+    if reconstruct:
+        for name in demo.districts.names:
+            demo.sims[name] = _simulate(layout, name, console)
+        _print_sims(demo.sims, console)
     return demo
+
+
+def _simulate(layout: DataLayout, name: str, console: Console):
+    """District ``name``'s road network and a 600 s scenario, or the one-line reason why not."""
+    from citysplat.sim.network import NetworkInputError
+    from citysplat.sim.stage import simulate_district
+    from citysplat.sim.sumo import SumoError
+
+    with console.status(f"Road network and traffic of {name}"):
+        try:
+            return simulate_district(layout, name)
+        except (NetworkInputError, SumoError) as exc:
+            return str(exc)
+
+
+def _print_sims(results: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="Road networks from the capture, 200 vehicles and 100 pedestrians "
+                        "for 600 s (SUMO)")
+    for column in ("district", "edges", "road km", "widths from", "teleports", "collisions",
+                   "agent rows", "time"):
+        table.add_column(column, justify="left" if column == "district" else "right")
+    for name, r in results.items():
+        if isinstance(r, str):
+            console.print(Text(f"  {name}: no simulation: {r}"))
+            continue
+        m, s = r.metrics, r.metrics["scenario"]
+        table.add_row(name, str(m["edges"]), f"{m['road_km']:.2f}",
+                      ", ".join(m["cross_sections"]), str(s["teleports"]),
+                      str(s["collisions"]), f"{s['rows']:,}",
+                      f"{m['seconds'] + s['seconds']:.1f} s")
+    console.print(table)
+    for name, r in results.items():
+        if not isinstance(r, str):
+            console.print(f"  {name}: {r.network.net_xml} (picture: {r.plot})")
 
 
 def _mesh(layout: DataLayout, name: str):

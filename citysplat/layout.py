@@ -261,6 +261,15 @@ class SimLayout:
         return self.dir / "scene.json"
 
     @property
+    def metrics_json(self) -> Path:
+        """The network's and the scenario's figures."""
+        return self.dir / "metrics.json"
+
+    @property
+    def routes_xml(self) -> Path:
+        return self.dir / "routes.rou.xml"
+
+    @property
     def plot_png(self) -> Path:
         return self.dir / "sim.png"
 

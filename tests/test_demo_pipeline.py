@@ -113,6 +113,28 @@ def test_demo_runs_the_mesh_stage_after_the_splat(demo):
         assert "d000: no meshes:" in stdout and "splat" in stdout.split("no meshes:")[1]
 
 
+def test_demo_builds_a_road_network_and_runs_traffic_on_it(demo):
+    import duckdb
+    import sumolib
+
+    stdout, root = demo
+    assert "Road networks from the capture" in stdout
+    sim = root / "districts" / "d000" / "sim"
+    metrics = json.loads((sim / "metrics.json").read_text())
+    assert metrics["scenario"]["teleports"] == 0 and metrics["edges"] > 0
+    rows = duckdb.sql(f"select count(*) from '{sim / 'fcd.parquet'}'").fetchone()[0]
+    assert rows == metrics["scenario"]["rows"] > 0
+    # SUMO's own lon/lat of the network's nodes is the district frame's
+    frame = LocalFrame.load(root / "districts" / "d000" / "frame.json")
+    net = sumolib.net.readNet(str(sim / "network.net.xml"))
+    for node in net.getNodes():
+        x, y = node.getCoord()[:2]
+        lon, lat = net.convertXY2LonLat(x, y)
+        e, n, _ = frame.to_enu(lon, lat, frame.alt0)[0]
+        assert abs(e - x) < 0.01 and abs(n - y) < 0.01
+    assert metrics["seconds"] + metrics["scenario"]["seconds"] < 60
+
+
 def test_reconstruct_command_reuses_features_and_reports(demo):
     _, root = demo
     before = json.loads((root / "districts" / "d000" / "metrics.json").read_text())

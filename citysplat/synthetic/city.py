@@ -9,7 +9,9 @@ renamed into place, so a crash leaves a complete city or none)::
     truth/cameras.json    true poses (ENU and lon/lat/alt), intrinsics, quality, per image
     truth/masks/<id>.png  moving objects (255) in each image
     truth/covisible_pairs.json   image pairs that truly see common static surface
-    truth/roads.geojson, buildings.geojson, walkable.geojson, frame.json
+    truth/roads.geojson, junctions.geojson, buildings.geojson, walkable.geojson, frame.json
+    truth/streets.osm     the streets as a mapper drew them (OSM XML, offset 1-3 m), and
+    truth/osm_offset.json the truth of that offset (see citysplat.synthetic.osm)
     truth/surface.ply     the true static surface (ENU of frame.json), a kind per face
     truth/walkable_by_kind.geojson       road and sidewalk polygons (lon/lat), and
     truth/walkable_by_kind_enu.geojson   the same in ENU metres
@@ -42,7 +44,7 @@ from citysplat.fixtures.world import WorldImage, merge_cc
 from citysplat.frames import LocalFrame
 from citysplat.io import atomic_write_bytes, atomic_write_text
 from citysplat.progress import ProgressFn
-from citysplat.synthetic import geo
+from citysplat.synthetic import geo, osm
 from citysplat.synthetic.captures import Capture, plan_captures, report
 from citysplat.synthetic.layout import Layout, make_layout
 from citysplat.synthetic.render import Rendering, render_capture, surface_cells
@@ -292,6 +294,9 @@ def _write_city(spec: CitySpec, root: Path, layout: Layout, captures: list[Captu
         (truth / f"{name}.geojson").write_text(json.dumps(fc))
     for name, fc in geo.walkable_by_kind_geojson(layout, frame).items():
         (truth / f"{name}.geojson").write_text(json.dumps(fc))
+    streets_osm, osm_offset = osm.osm_extract(layout, frame, spec.seed)
+    (truth / "streets.osm").write_text(streets_osm)
+    (truth / "osm_offset.json").write_text(json.dumps(osm_offset, indent=1))
     true_surface(layout).write_ply(truth / "surface.ply")
 
 

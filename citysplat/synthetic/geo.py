@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from shapely.geometry import LineString, Polygon, box, mapping
+from shapely.geometry import LineString, Point, Polygon, box, mapping
 from shapely.ops import unary_union
 
 from citysplat.frames import LocalFrame
-from citysplat.synthetic.layout import ROADWAY_HALF, Layout
+from citysplat.synthetic.layout import LANE_OFFSET, ROADWAY_HALF, Layout
 from citysplat.synthetic.truth_geometry import true_walkable
 
 
@@ -38,12 +38,24 @@ def walkable_area(layout: Layout):
 
 
 def truth_geojson(layout: Layout, frame: LocalFrame) -> dict[str, dict]:
-    """``roads`` (centrelines), ``buildings`` (footprints with height), ``walkable`` polygons."""
+    """``roads`` (centrelines with their cross-section: two driving lanes, their middles
+    ``lane_offset_m`` either side of the centreline, kerbs at ``roadway_half_width_m``, then
+    the sidewalks), ``junctions`` (the intersections, also in city ENU metres ``x_m``, ``y_m``),
+    ``buildings`` (footprints with height), ``walkable`` polygons."""
     to_ll = _to_lonlat(frame)
+    sidewalk_w = layout.spec.street_w / 2 - ROADWAY_HALF
     roads = [
-        {"type": "Feature", "properties": {"name": s.name, "axis": s.axis, "width_m": 12.0},
+        {"type": "Feature",
+         "properties": {"name": s.name, "axis": s.axis, "width_m": 2 * ROADWAY_HALF, "lanes": 2,
+                        "lane_offset_m": LANE_OFFSET, "roadway_half_width_m": ROADWAY_HALF,
+                        "sidewalk_width_m": sidewalk_w},
          "geometry": mapping(shapely.transform(LineString([s.a, s.b]), to_ll))}
         for s in layout.streets
+    ]
+    junctions = [
+        {"type": "Feature", "properties": {"x_m": float(x), "y_m": float(y)},
+         "geometry": mapping(shapely.transform(Point(x, y), to_ll))}
+        for x in layout.avenues_x for y in layout.streets_y
     ]
     buildings = [
         {"type": "Feature",
@@ -55,7 +67,8 @@ def truth_geojson(layout: Layout, frame: LocalFrame) -> dict[str, dict]:
     walkable = [{"type": "Feature", "properties": {"kind": "sidewalk+crosswalk"},
                  "geometry": mapping(walk)}]
     fc = lambda feats: {"type": "FeatureCollection", "features": feats}  # noqa: E731
-    return {"roads": fc(roads), "buildings": fc(buildings), "walkable": fc(walkable)}
+    return {"roads": fc(roads), "junctions": fc(junctions), "buildings": fc(buildings),
+            "walkable": fc(walkable)}
 
 
 def walkable_by_kind_geojson(layout: Layout, frame: LocalFrame) -> dict[str, dict]:

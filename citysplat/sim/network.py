@@ -1,0 +1,154 @@
+"""A district's SUMO network from its own capture: car tracks -> road centrelines -> junctions
+-> widths and heights -> plain XML -> netconvert.
+
+Every step is one module: :mod:`.tracks` (the registered cameras as tracks), :mod:`.centrelines`
+(a track's centreline), :mod:`.road_graph` (passes merged, junctions), :mod:`.cross_section`
+(widths), :mod:`.ground` (heights), :mod:`.plain_xml` (SUMO's input and netconvert).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString
+from shapely.geometry.base import BaseGeometry
+
+from citysplat.frames import LocalFrame
+from citysplat.layout import SimLayout
+from citysplat.sim.centrelines import CentrelineOptions, resample, track_centreline
+from citysplat.sim.cross_section import CrossSection, CrossSectionOptions, cross_sections
+from citysplat.sim.ground import GroundEstimate, ground_under_cameras
+from citysplat.sim.plain_xml import (
+    NetconvertOptions,
+    PlainEdge,
+    netconvert_plain,
+    write_plain_xml,
+)
+from citysplat.sim.road_graph import GraphOptions, RoadGraph, build_road_graph
+from citysplat.sim.tracks import Track, capture_tracks
+
+
+class NetworkInputError(ValueError):
+    """The capture cannot give a network (no tracks, no registered cameras): the message says
+    why and what to do."""
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Settings of the capture network, one group per step."""
+
+    vehicle_speed: float = 3.0  # m/s: sequences faster than this were driven
+    centreline: CentrelineOptions = field(default_factory=CentrelineOptions)
+    roads: GraphOptions = field(default_factory=GraphOptions)
+    footways: GraphOptions = field(default_factory=lambda: GraphOptions(
+        radius=1.5, merge_distance=4.0, min_spur=5.0, min_component=10.0))
+    sections: CrossSectionOptions = field(default_factory=CrossSectionOptions)
+    netconvert: NetconvertOptions = field(default_factory=NetconvertOptions)
+    footway_width: float = 2.0
+    footway_clearance: float = 4.0  # walks farther than this beyond a road's kerb are footways
+    shape_step: float = 5.0  # metres between height samples along an edge
+    facade_min_height: float = 2.5  # sparse points this far above the ground may be facades
+
+
+@dataclass
+class CaptureNetwork:
+    """What the capture said about the district's ways, and the SUMO network built from it."""
+
+    tracks: list[Track]
+    roads: RoadGraph
+    sections: list[CrossSection]
+    footways: RoadGraph
+    ground: GroundEstimate
+    nodes: np.ndarray  # (K, 3) ENU: road nodes, then footway nodes
+    edges: list[PlainEdge]
+    net_xml: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def road_lines(self) -> list[np.ndarray]:
+        return [line for _, _, line in self.roads.edges]
+
+
+def _with_heights(line: np.ndarray, ground: GroundEstimate, step: float) -> np.ndarray:
+    pts = resample(line, step) if LineString(line).length > step else np.asarray(line)
+    pts = np.vstack([line[:1], pts[1:-1], line[-1:]])
+    return np.column_stack([pts, ground.height(pts)])
+
+
+def capture_network(centres: Mapping[str, np.ndarray], sequences: Mapping[str, str],
+                    captured_ms: Mapping[str, int], *, points: np.ndarray | None = None,
+                    areas: dict[str, BaseGeometry] | None = None,
+                    options: NetworkOptions | None = None) -> CaptureNetwork:
+    """The ways of the capture: registered camera ``centres`` (ENU, by image name) with their
+    ``sequences`` and capture times; ``points`` (sparse model, ENU) give heights, ``areas``
+    (the mesh stage's ``road``/``sidewalk`` polygons, ENU) widths."""
+    o = options or NetworkOptions()
+    t0 = time.perf_counter()
+    tracks = capture_tracks(centres, sequences, captured_ms, vehicle_speed=o.vehicle_speed)
+    if not tracks:
+        raise NetworkInputError(
+            f"none of the {len(centres)} registered images forms a track (3+ images of one "
+            "sequence with capture times, at most 15 m apart): reconstruct the district with "
+            "its sequences' images, or give the photos' capture times")
+    lines = [piece for t in tracks if t.driven
+             for piece in track_centreline(t.xy, True, o.centreline)]
+    roads = build_road_graph(lines, o.roads)
+    road_union = shapely.union_all([LineString(line) for _, _, line in roads.edges]) \
+        if roads.edges else None
+    walked = [t for t in tracks if not t.driven]
+    walker_xy = np.concatenate([t.xy for t in walked]) if walked else np.zeros((0, 2))
+    all_centres = np.concatenate([t.centres for t in tracks])
+    ground = ground_under_cameras(all_centres, points)
+    high_xy = np.zeros((0, 2))
+    if points is not None and len(points):
+        above = points[:, 2] - ground.height(points[:, :2])
+        high_xy = points[(above > o.facade_min_height) & (above < 30.0), :2]
+    sections = cross_sections([line for _, _, line in roads.edges], walker_xy, areas,
+                              o.sections, high_xy)
+    reach = (max((s.half_width + s.sidewalk_width for s in sections), default=0.0)
+             + o.footway_clearance)
+    foot_lines = []
+    for t in walked:
+        for piece in track_centreline(t.xy, False, o.centreline):
+            if road_union is not None:
+                far = shapely.distance(road_union, shapely.points(piece)) > reach
+                runs = np.split(piece, np.flatnonzero(np.diff(far.astype(int))) + 1)
+                flags = np.split(far, np.flatnonzero(np.diff(far.astype(int))) + 1)
+                foot_lines += [r for r, f in zip(runs, flags) if f[0] and len(r) >= 2]
+            else:
+                foot_lines.append(piece)
+    footways = build_road_graph(foot_lines, o.footways) if foot_lines \
+        else RoadGraph(np.zeros((0, 2)))
+    k0 = len(roads.nodes)
+    xy = np.vstack([roads.nodes, footways.nodes]).reshape(-1, 2)
+    nodes = np.column_stack([xy, ground.height(xy) if len(xy) else np.zeros(0)])
+    edges = [PlainEdge(f"r{k}", a, b, _with_heights(line, ground, o.shape_step), "road",
+                       section)
+             for k, ((a, b, line), section) in enumerate(zip(roads.edges, sections))]
+    edges += [PlainEdge(f"f{k}", a + k0, b + k0, _with_heights(line, ground, o.shape_step),
+                        "footway", footway_width=o.footway_width)
+              for k, (a, b, line) in enumerate(footways.edges)]
+    if not edges:
+        raise NetworkInputError(
+            f"the capture's {len(tracks)} track(s) trace no way of 15 m or more: nothing to "
+            "build a network from")
+    return CaptureNetwork(tracks, roads, sections, footways, ground, nodes, edges,
+                          seconds=time.perf_counter() - t0)
+
+
+def write_network(network: CaptureNetwork, frame: LocalFrame, out_dir: Path,
+                  options: NetworkOptions | None = None) -> Path:
+    """Plain XML and ``network.net.xml`` of ``network`` in ``out_dir``."""
+    o = options or NetworkOptions()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nod, edg, con = write_plain_xml(out_dir / "network", frame, network.nodes, network.edges,
+                                    o.netconvert)
+    network.net_xml = netconvert_plain(nod, edg, con, SimLayout(out_dir).network_net_xml,
+                                       o.netconvert)
+    return network.net_xml

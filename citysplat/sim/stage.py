@@ -1,0 +1,214 @@
+"""The simulation stage of a district: its road network (from the capture, or an OSM extract
+registered to it) and a traffic scenario on it, written through :class:`SimLayout`.
+
+``sim/network.net.xml`` (SUMO x, y = the district's ENU east, north), its plain XML
+(``network.nod.xml``, ``.edg.xml``, ``.con.xml``), ``routes.rou.xml``, ``fcd.parquet``,
+``sim.png``, ``metrics.json`` and ``frame.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import shape
+
+from citysplat.frames import LocalFrame
+from citysplat.io import atomic_write_text
+from citysplat.layout import DataLayout, SimLayout
+from citysplat.sim.network import (
+    CaptureNetwork,
+    NetworkInputError,
+    NetworkOptions,
+    capture_network,
+    write_network,
+)
+from citysplat.sim.osm import (
+    OsmRegistration,
+    import_osm,
+    osm_centrelines,
+    register_to_capture,
+    shifted_extract,
+)
+from citysplat.sim.plots import plot_traffic
+from citysplat.sim.projection import frame_disagreement_m
+from citysplat.sim.scenario import ScenarioOptions, ScenarioResult, run_scenario, write_fcd
+
+
+@dataclass
+class NetworkResult:
+    """A district's network: where it is, where it came from, and its figures."""
+
+    district: str
+    net_xml: Path
+    source: str  # "capture" | "osm"
+    capture: CaptureNetwork | None
+    registration: OsmRegistration | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SimResult:
+    """A district's network plus the scenario run on it."""
+
+    network: NetworkResult
+    scenario: ScenarioResult
+    fcd_parquet: Path
+    plot: Path
+    metrics: dict[str, Any]
+
+
+def sparse_cameras_and_points(sparse_dir: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Registered camera centres (by image name) and 3-D points of a sparse model (ENU)."""
+    from citysplat.sfm.model_files import read_sparse_model
+
+    model = read_sparse_model(sparse_dir)
+    centres = {img.name: np.asarray(img.projection_center(), np.float64)
+               for img in model.images.values() if img.has_pose}
+    points = np.array([p.xyz for p in model.points3D.values()], np.float64).reshape(-1, 3)
+    return centres, points
+
+
+def walkable_areas_enu(geojson: Path, frame: LocalFrame) -> dict[str, Any] | None:
+    """The mesh stage's walkable areas (``walkable.geojson``, lon/lat) by kind, in ENU."""
+    if not Path(geojson).is_file():
+        return None
+    areas: dict[str, list] = {}
+    for feature in json.loads(Path(geojson).read_text()).get("features", []):
+        kind = feature.get("properties", {}).get("kind")
+        geom = shape(feature["geometry"])
+        if kind in ("road", "sidewalk") and geom.geom_type in ("Polygon", "MultiPolygon"):
+            def to_enu(ll: np.ndarray) -> np.ndarray:
+                return frame.to_enu(ll[:, 0], ll[:, 1])[:, :2]
+            areas.setdefault(kind, []).append(shapely.transform(geom, to_enu))
+    return {k: shapely.union_all(v) for k, v in areas.items()} or None
+
+
+def network_metrics(net_xml: Path, frame: LocalFrame) -> dict[str, Any]:
+    """Counts of the SUMO network and how well its geo-conversion agrees with ``frame``."""
+    import sumolib
+
+    net = sumolib.net.readNet(str(net_xml), withPedestrianConnections=True)
+    edges = net.getEdges(withInternal=False)
+    xy = np.array([n.getCoord()[:2] for n in net.getNodes()]).reshape(-1, 2)
+    proj = net._location.get("projParameter") if hasattr(net, "_location") else None
+    offset = net.getLocationOffset()
+    disagreement = frame_disagreement_m(frame, xy, proj, (offset[0], offset[1])) \
+        if len(xy) and proj and proj != "!" else np.array([np.nan])
+    return {
+        "nodes": len(net.getNodes()),
+        "junctions": sum(len(n.getIncoming()) + len(n.getOutgoing()) >= 5
+                         for n in net.getNodes()),
+        "edges": len(edges),
+        "road_km": round(sum(e.getLength() for e in edges if e.allows("passenger")) / 1000, 3),
+        "sidewalk_lanes": sum(1 for e in edges for la in e.getLanes()
+                              if la.allows("pedestrian") and not la.allows("passenger")),
+        "crossings": sum(1 for e in net.getEdges(withInternal=True)
+                         if e.getFunction() == "crossing"),
+        "geo_disagreement_max_m": float(np.nanmax(disagreement)),
+    }
+
+
+def build_network(layout: DataLayout, name: str, options: NetworkOptions | None = None, *,
+                  osm: Path | None = None) -> NetworkResult:
+    """District ``name``'s network: from its capture, or from the OSM extract ``osm``
+    registered to the capture where the capture drove."""
+    from citysplat.splat.district import district_photos
+
+    o = options or NetworkOptions()
+    district = layout.district(name)
+    if not district.exists():
+        raise NetworkInputError(f"there is no district {name!r}: run `citysplat districts` "
+                                "and pick one of the names it prints")
+    if not district.has_model():
+        raise NetworkInputError(f"district {name} has no sparse model yet: run `citysplat "
+                                f"reconstruct {name}` first")
+    t0 = time.perf_counter()
+    frame = LocalFrame.load(district.frame_json)
+    centres, points = sparse_cameras_and_points(district.sparse_dir)
+    photos = district_photos(layout, name)
+    areas = walkable_areas_enu(district.mesh.walkable_geojson, frame)
+    capture = capture_network(centres, photos.sequences, photos.captured_ms, points=points,
+                              areas=areas, options=o)
+    sim = district.sim
+    sim.dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(district.frame_json, sim.frame_json)
+    registration = None
+    if osm is None:
+        net_xml = write_network(capture, frame, sim.dir, o)
+        source = "capture"
+    else:
+        net_xml, registration = _osm_network(Path(osm), capture, frame, sim, o)
+        source = "osm"
+    metrics = {"district": name, "source": source,
+               **network_metrics(net_xml, frame),
+               "tracks": len(capture.tracks),
+               "driven_tracks": sum(t.driven for t in capture.tracks),
+               "capture_road_km": round(capture.roads.length / 1000, 3),
+               "cross_sections": sorted({s.source for s in capture.sections}),
+               "ground_from_points": float(capture.ground.from_points.mean())
+               if len(capture.ground.z) else 0.0,
+               "seconds": round(time.perf_counter() - t0, 2)}
+    if registration is not None:
+        metrics["osm_registration"] = asdict(registration)
+    return NetworkResult(name, net_xml, source, capture, registration, metrics)
+
+
+def _osm_network(osm: Path, capture: CaptureNetwork, frame: LocalFrame, sim: SimLayout,
+                 o: NetworkOptions) -> tuple[Path, OsmRegistration | None]:
+    import sumolib
+
+    xy = np.vstack([t.xy for t in capture.tracks])
+    pad = 30.0
+    boundary = (float(xy[:, 0].min() - pad), float(xy[:, 1].min() - pad),
+                float(xy[:, 0].max() + pad), float(xy[:, 1].max() + pad))
+    raw = import_osm(osm, frame, sim.dir / "osm_unregistered.net.xml", boundary, o.netconvert)
+    lines = osm_centrelines(sumolib.net.readNet(str(raw)))
+    if not lines or not capture.road_lines:
+        raw.replace(sim.network_net_xml)
+        return sim.network_net_xml, None
+    registration = register_to_capture(lines, capture.road_lines)
+    moved = shifted_extract(osm, frame, registration.shift, sim.dir / "osm_registered.osm")
+    import_osm(moved, frame, sim.network_net_xml, boundary, o.netconvert)
+    raw.unlink(missing_ok=True)
+    return sim.network_net_xml, registration
+
+
+def simulate(network: NetworkResult, layout: DataLayout, scenario: ScenarioOptions | None
+             = None) -> SimResult:
+    """Run ``scenario`` on ``network`` and write the trajectories, picture and metrics."""
+    district = layout.district(network.district)
+    sim = district.sim
+    frame = LocalFrame.load(sim.frame_json)
+    result = run_scenario(network.net_xml, frame, scenario, sim.dir)
+    fcd = write_fcd(result.fcd, sim.fcd_parquet)
+    import sumolib
+
+    net = sumolib.net.readNet(str(network.net_xml), withPedestrianConnections=True)
+    tracks = [t.xy for t in network.capture.tracks] if network.capture else None
+    plot = plot_traffic(net, sim.plot_png, splat_ply=district.splat.ply, fcd=result.fcd,
+                        tracks=tracks, title=f"{network.district}: network ({network.source}), "
+                                             "splat and agents, ENU metres")
+    s = result
+    metrics = {**network.metrics, "scenario": {
+        "vehicles": s.vehicles, "pedestrians": s.pedestrians, "arrived_vehicles": s.arrived,
+        "teleports": s.teleports, "collisions": s.collisions,
+        "rows": len(s.fcd), "seconds": round(s.seconds, 2),
+        "seed": (scenario or ScenarioOptions()).seed,
+        "simulated_seconds": (scenario or ScenarioOptions()).seconds}}
+    atomic_write_text(sim.metrics_json, json.dumps(metrics, indent=2, default=float) + "\n")
+    return SimResult(network, result, fcd, plot, metrics)
+
+
+def simulate_district(layout: DataLayout, name: str, *, options: NetworkOptions | None = None,
+                      scenario: ScenarioOptions | None = None, osm: Path | None = None
+                      ) -> SimResult:
+    """Network and scenario of district ``name`` (``citysplat sim``)."""
+    network = build_network(layout, name, options, osm=osm)
+    return simulate(network, layout, scenario)
