@@ -8,7 +8,6 @@ tracks). Both run on CPU. The network reads the mesh stage's walkable areas when
 ``district_mesh`` has been materialized, but does not need them.
 """
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Optional
@@ -53,24 +52,6 @@ def _counts_table(metrics: dict[str, Any]) -> str:
     return "| figure | value |\n|---|---|\n" + rows
 
 
-def existing_network(layout: DataLayout, name: str):
-    """The network ``road_network`` built for district ``name`` (a
-    :class:`~citysplat.sim.stage.NetworkResult` without the capture), read back from
-    ``sim/``; a ``dg.Failure`` when there is none yet."""
-    from citysplat.sim.stage import NetworkResult
-
-    sim = layout.district(name).sim
-    if not sim.network_net_xml.is_file() or not sim.frame_json.is_file():
-        raise dg.Failure(description=f"{name}: {sim.network_net_xml} does not exist: "
-                         "materialize road_network first")
-    metrics: dict[str, Any] = {}
-    if sim.metrics_json.is_file():
-        metrics = json.loads(sim.metrics_json.read_text())
-        metrics.pop("scenario", None)
-    return NetworkResult(name, sim.network_net_xml, metrics.get("source", "capture"),
-                         capture=None, metrics=metrics)
-
-
 @dg.asset(
     group_name="sim", partitions_def=district_partitions, deps=[sparse_model],
     kinds={"sumo"},
@@ -88,7 +69,6 @@ def existing_network(layout: DataLayout, name: str):
 )
 def road_network(context: dg.AssetExecutionContext, config: RoadNetworkConfig,
                  storage: CitysplatStorage) -> dg.MaterializeResult:
-    from citysplat.io import atomic_write_text
     from citysplat.sim.network import NetworkInputError
     from citysplat.sim.stage import build_network
     from citysplat.sim.sumo import SumoError
@@ -103,10 +83,6 @@ def road_network(context: dg.AssetExecutionContext, config: RoadNetworkConfig,
     except (NetworkInputError, SumoError) as exc:
         raise dg.Failure(description=f"{name}: {exc}") from None
     m = network.metrics
-    # the network's figures, for traffic_scenario to read back (simulate rewrites the file
-    # with the scenario's figures added)
-    atomic_write_text(layout.district(name).sim.metrics_json,
-                      json.dumps(m, indent=2, default=float) + "\n")
     metadata: dict[str, Any] = {
         **_numbers(m),
         "source": network.source,
@@ -147,12 +123,16 @@ def road_network(context: dg.AssetExecutionContext, config: RoadNetworkConfig,
 )
 def traffic_scenario(context: dg.AssetExecutionContext, config: TrafficScenarioConfig,
                      storage: CitysplatStorage) -> dg.MaterializeResult:
-    from citysplat.sim.stage import simulate
+    from citysplat.sim.network import NetworkInputError
+    from citysplat.sim.stage import load_network, simulate
     from citysplat.sim.sumo import SumoError
 
     name = context.partition_key
     layout = DataLayout.at(storage.root_path())
-    network = existing_network(layout, name)
+    try:
+        network = load_network(layout, name)
+    except NetworkInputError as exc:
+        raise dg.Failure(description=f"{name}: {exc}") from None
     options = ScenarioOptions(vehicles=config.vehicles, pedestrians=config.pedestrians,
                               seconds=config.seconds, seed=config.seed)
     try:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from citysplat.layout import DataLayout
+from citysplat.layout import DataLayout, SfmLayout
 from citysplat.progress import progress_callback
 
 app = typer.Typer(
@@ -783,6 +783,38 @@ def sim(
     _print_sim(result)
 
 
+@app.command("sim-model")
+def sim_model(
+    model_dir: Path = typer.Argument(..., help="What `citysplat reconstruct-folder` wrote "
+                                     "(sparse/, frame.json)."),
+    images: Path = typer.Option(..., "--images", help="The photos it reconstructed (their "
+                                "EXIF times order them)."),
+    vehicles: int = typer.Option(20, "--vehicles", min=0, help="Vehicles (random trips)."),
+    pedestrians: int = typer.Option(20, "--pedestrians", min=0,
+                                    help="Pedestrians (random walks)."),
+    seconds: float = typer.Option(300.0, "--seconds", min=1.0, help="Simulated seconds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random trips and of SUMO."),
+) -> None:
+    """The ways your own photos walked or drove, as a SUMO network in their ENU frame, and a
+    scenario on it (MODEL_DIR/sim/). A walk gives a footway: then no vehicles."""
+    from citysplat.sim.network import NetworkInputError
+    from citysplat.sim.scenario import ScenarioOptions
+    from citysplat.sim.stage import folder_network, run_and_record
+    from citysplat.sim.sumo import SumoError
+
+    if not images.is_dir():
+        fail(f"--images {images} is not a folder of photos")
+    network = _call_failing_on((NetworkInputError, SumoError), folder_network, model_dir,
+                               images)
+    if network.metrics["road_km"] == 0:
+        vehicles = 0  # a walk: no roads to drive
+    scenario = ScenarioOptions(vehicles=vehicles, pedestrians=pedestrians, seconds=seconds,
+                               seed=seed)
+    result = _call_failing_on((SumoError,), run_and_record, network,
+                              SfmLayout(Path(model_dir)).sim, scenario)
+    _print_sim(result)
+
+
 def _print_sim(result) -> None:
     from rich.table import Table
 
@@ -793,7 +825,8 @@ def _print_sim(result) -> None:
         table.add_column(column, justify="right")
     table.add_row(str(m["edges"]), f"{m['road_km']:.2f}", str(m["crossings"]),
                   str(s["vehicles"]), str(s["pedestrians"]), str(s["teleports"]),
-                  str(s["collisions"]), f"{s['rows']:,}", f"{m['seconds'] + s['seconds']:.1f} s")
+                  str(s["collisions"]), f"{s['rows']:,}",
+                  f"{m.get('wall_seconds', 0) + s['wall_seconds']:.1f} s")
     console.print(table)
     if "osm_registration" in m:
         r = m["osm_registration"]

@@ -158,7 +158,7 @@ def _print_sims(results: dict[str, Any], console: Console) -> None:
         table.add_row(name, str(m["edges"]), f"{m['road_km']:.2f}",
                       ", ".join(m["cross_sections"]), str(s["teleports"]),
                       str(s["collisions"]), f"{s['rows']:,}",
-                      f"{m['seconds'] + s['seconds']:.1f} s")
+                      f"{m['wall_seconds'] + s['wall_seconds']:.1f} s")
     console.print(table)
     for name, r in results.items():
         if not isinstance(r, str):

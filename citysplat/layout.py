@@ -103,6 +103,11 @@ class SfmLayout:
         return self.dir / FRAME_FILE
 
     @property
+    def sim(self) -> SimLayout:
+        """The traffic simulation made from this model (``sim/``)."""
+        return SimLayout(self.dir / "sim")
+
+    @property
     def pairs_txt(self) -> Path:
         return self.dir / "pairs.txt"
 
@@ -315,10 +320,6 @@ class DistrictLayout(SfmLayout):
     @property
     def mesh(self) -> MeshLayout:
         return MeshLayout(self.dir / "mesh")
-
-    @property
-    def sim(self) -> SimLayout:
-        return SimLayout(self.dir / "sim")
 
     def exists(self) -> bool:
         """Whether the districts stage wrote this district."""

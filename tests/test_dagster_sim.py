@@ -40,9 +40,10 @@ def test_road_network_and_traffic_scenario_materialize_with_passing_checks(corne
     scenario = meta["traffic_scenario"]
     assert "data:image/png;base64," in scenario["picture"].value
     assert scenario["fcd_parquet"].value == str(sim.fcd_parquet)
-    rows, kinds = duckdb.execute(
-        "SELECT count(*), list(DISTINCT kind) FROM read_parquet(?)",
-        [str(sim.fcd_parquet)]).fetchone()
+    with duckdb.connect() as con:
+        rows, kinds = con.execute(
+            "SELECT count(*), list(DISTINCT kind) FROM read_parquet(?)",
+            [str(sim.fcd_parquet)]).fetchall()[0]
     assert rows > 0 and scenario["rows"].value == rows
     assert set(kinds) == {"vehicle", "pedestrian"}
     assert scenario["vehicles"].value == 20 and scenario["pedestrians"].value == 10

@@ -180,6 +180,32 @@ def test_lund_registers_every_photo_in_enu(lund):
     assert not list(lund.out_dir.glob(".sparse*"))  # no temporary folders left behind
 
 
+def test_lund_walk_becomes_a_footway_along_the_camera_track(lund, shared_data):
+    """The capture network of real photographs: the walk is one pedestrian way, within 3 m of
+    the registered camera track along all its length, and SUMO walks people on it."""
+    import sumolib
+    from shapely.geometry import LineString, Point
+
+    from citysplat.layout import SimLayout
+    from citysplat.sim.scenario import ScenarioOptions
+    from citysplat.sim.stage import folder_network, run_and_record
+
+    network = folder_network(lund.out_dir, shared_data / "lund" / "images")
+    net = sumolib.net.readNet(str(network.net_xml))
+    edges = net.getEdges()
+    assert edges and all(e.allows("pedestrian") and not e.allows("passenger") for e in edges)
+    (track,) = network.capture.tracks
+    assert not track.driven and len(track.names) == 29
+    walk = LineString(track.xy)
+    ways = [LineString(np.asarray(e.getShape())[:, :2]) for e in edges]
+    assert max(walk.distance(Point(p)) for w in ways for p in w.coords) < 3.0
+    assert max(min(w.distance(Point(c)) for w in ways) for c in track.xy) < 3.0
+    assert sum(w.length for w in ways) > 0.9 * walk.length
+    result = run_and_record(network, SimLayout(network.net_xml.parent),
+                            ScenarioOptions(vehicles=0, pedestrians=10, seconds=120))
+    assert result.scenario.teleports == 0 and result.metrics["scenario"]["rows"] > 0
+
+
 # ------------------------------------------------------------------------------- fountain
 @pytest.mark.slow
 def test_fountain_poses_match_the_ground_truth(shared_data, tmp_path):

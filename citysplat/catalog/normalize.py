@@ -294,7 +294,12 @@ def staging_frame(ents: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, dict
     cols["pos_lon"] = np.where(has_c, clon, lon)
     cols["pos_lat"] = np.where(has_c, clat, lat)
     cols["spatial_key"] = spatial_key(cols["pos_lon"], cols["pos_lat"])  # < 2**48
-    return pd.DataFrame(cols, copy=False), widths
+    # text columns stay Python objects: with pyarrow installed, pandas 3 would otherwise store
+    # them as Arrow strings, which refuse the lone surrogates JSON can carry before the
+    # catalog gets to reject the rows that hold them (catalog.validate)
+    frame = pd.DataFrame({k: pd.Series(v, dtype=object) if isinstance(v, list) else v
+                          for k, v in cols.items()}, copy=False)
+    return frame, widths
 
 
 def dedupe_last(ents: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,21 @@ from shapely.geometry.base import BaseGeometry
 
 from citysplat.frames import LocalFrame
 from citysplat.layout import SimLayout
-from citysplat.sim.centrelines import CentrelineOptions, resample, track_centreline
-from citysplat.sim.cross_section import CrossSection, CrossSectionOptions, cross_sections
-from citysplat.sim.ground import GroundEstimate, ground_under_cameras
+from citysplat.sim.centrelines import (
+    CentrelineOptions,
+    LaneOffset,
+    measure_lane_offset,
+    resample,
+    track_centreline,
+)
+from citysplat.sim.cross_section import (
+    CrossSection,
+    CrossSectionOptions,
+    cross_sections,
+    lane_offset_from_facades,
+    walker_samples,
+)
+from citysplat.sim.ground import GroundEstimate, ground_under_tracks
 from citysplat.sim.plain_xml import (
     NetconvertOptions,
     PlainEdge,
@@ -66,6 +78,7 @@ class CaptureNetwork:
     ground: GroundEstimate
     nodes: np.ndarray  # (K, 3) ENU: road nodes, then footway nodes
     edges: list[PlainEdge]
+    lane_offset: LaneOffset
     net_xml: Path | None = None
     seconds: float = 0.0
 
@@ -78,6 +91,50 @@ def _with_heights(line: np.ndarray, ground: GroundEstimate, step: float) -> np.n
     pts = resample(line, step) if LineString(line).length > step else np.asarray(line)
     pts = np.vstack([line[:1], pts[1:-1], line[-1:]])
     return np.column_stack([pts, ground.height(pts)])
+
+
+def through_bends(graph: RoadGraph, sections: list[CrossSection]
+                  ) -> list[tuple[int, int, np.ndarray, CrossSection]]:
+    """The graph's ways from junction to junction (or dead end): chains of edges joined
+    through the nodes of two edges (corners where the capture turned stay in the shape). SUMO
+    then draws the sidewalks round a corner along the kerb; as a node of its own, the corner
+    would get a walking area that people cross diagonally. The longest edge's cross-section
+    stands for a chain."""
+    degree = graph.degree()
+    at: dict[int, list[int]] = {}
+    for k, (a, b, _) in enumerate(graph.edges):
+        at.setdefault(a, []).append(k)
+        at.setdefault(b, []).append(k)
+    used: set[int] = set()
+    chains = []
+
+    def walk(start: int, k: int):
+        node, parts, members = start, [], []
+        while True:
+            a, b, line = graph.edges[k]
+            line = np.asarray(line) if a == node else np.asarray(line)[::-1]
+            node = b if a == node else a
+            parts.append(line if not parts else line[1:])
+            members.append(k)
+            used.add(k)
+            if degree[node] != 2 or node == start:
+                break
+            nxt = [e for e in at[node] if e not in used]
+            if not nxt:
+                break
+            k = nxt[0]
+        longest = max(members, key=lambda e: LineString(graph.edges[e][2]).length)
+        chains.append((start, node, np.vstack(parts), sections[longest]))
+
+    for n in range(len(graph.nodes)):
+        if degree[n] != 2:
+            for k in at.get(n, []):
+                if k not in used:
+                    walk(n, k)
+    for k, (a, _, _) in enumerate(graph.edges):  # loops of corners only
+        if k not in used:
+            walk(a, k)
+    return chains
 
 
 def capture_network(centres: Mapping[str, np.ndarray], sequences: Mapping[str, str],
@@ -95,26 +152,33 @@ def capture_network(centres: Mapping[str, np.ndarray], sequences: Mapping[str, s
             f"none of the {len(centres)} registered images forms a track (3+ images of one "
             "sequence with capture times, at most 15 m apart): reconstruct the district with "
             "its sequences' images, or give the photos' capture times")
-    lines = [piece for t in tracks if t.driven
-             for piece in track_centreline(t.xy, True, o.centreline)]
-    roads = build_road_graph(lines, o.roads)
-    road_union = shapely.union_all([LineString(line) for _, _, line in roads.edges]) \
-        if roads.edges else None
-    walked = [t for t in tracks if not t.driven]
-    walker_xy = np.concatenate([t.xy for t in walked]) if walked else np.zeros((0, 2))
-    all_centres = np.concatenate([t.centres for t in tracks])
-    ground = ground_under_cameras(all_centres, points)
+    ground = ground_under_tracks([t.centres for t in tracks], points)
     high_xy = np.zeros((0, 2))
     if points is not None and len(points):
         above = points[:, 2] - ground.height(points[:, :2])
         high_xy = points[(above > o.facade_min_height) & (above < 30.0), :2]
-    sections = cross_sections([line for _, _, line in roads.edges], walker_xy, areas,
-                              o.sections, high_xy)
+    lane = measure_lane_offset([t.xy for t in tracks if t.driven], o.centreline.lane_offset)
+    if not lane.measured and len(high_xy):
+        drawn = [piece for t in tracks if t.driven
+                 for piece in track_centreline(t.xy, True, o.centreline)]
+        facades = lane_offset_from_facades(drawn, high_xy, lane.metres, o.sections)
+        if facades is not None and 0.5 < facades < 8.0:
+            lane = LaneOffset(facades, 0, "facades")
+    centreline = replace(o.centreline, lane_offset=lane.metres)
+    lines = [piece for t in tracks if t.driven
+             for piece in track_centreline(t.xy, True, centreline)]
+    roads = build_road_graph(lines, o.roads)
+    road_union = shapely.union_all([LineString(line) for _, _, line in roads.edges]) \
+        if roads.edges else None
+    walked = [t for t in tracks if not t.driven]
+    sections = cross_sections([line for _, _, line in roads.edges],
+                              walker_samples([t.xy for t in walked]), areas,
+                              o.sections, high_xy, lane_width=2 * lane.metres)
     reach = (max((s.half_width + s.sidewalk_width for s in sections), default=0.0)
              + o.footway_clearance)
     foot_lines = []
     for t in walked:
-        for piece in track_centreline(t.xy, False, o.centreline):
+        for piece in track_centreline(t.xy, False, centreline):
             if road_union is not None:
                 far = shapely.distance(road_union, shapely.points(piece)) > reach
                 runs = np.split(piece, np.flatnonzero(np.diff(far.astype(int))) + 1)
@@ -129,7 +193,7 @@ def capture_network(centres: Mapping[str, np.ndarray], sequences: Mapping[str, s
     nodes = np.column_stack([xy, ground.height(xy) if len(xy) else np.zeros(0)])
     edges = [PlainEdge(f"r{k}", a, b, _with_heights(line, ground, o.shape_step), "road",
                        section)
-             for k, ((a, b, line), section) in enumerate(zip(roads.edges, sections))]
+             for k, (a, b, line, section) in enumerate(through_bends(roads, sections))]
     edges += [PlainEdge(f"f{k}", a + k0, b + k0, _with_heights(line, ground, o.shape_step),
                         "footway", footway_width=o.footway_width)
               for k, (a, b, line) in enumerate(footways.edges)]
@@ -137,7 +201,7 @@ def capture_network(centres: Mapping[str, np.ndarray], sequences: Mapping[str, s
         raise NetworkInputError(
             f"the capture's {len(tracks)} track(s) trace no way of 15 m or more: nothing to "
             "build a network from")
-    return CaptureNetwork(tracks, roads, sections, footways, ground, nodes, edges,
+    return CaptureNetwork(tracks, roads, sections, footways, ground, nodes, edges, lane,
                           seconds=time.perf_counter() - t0)
 
 

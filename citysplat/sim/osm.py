@@ -55,7 +55,7 @@ def register_to_capture(osm_lines: list[np.ndarray], capture_lines: list[np.ndar
                         min_spread: float = 0.2) -> OsmRegistration:
     """The translation of ``osm_lines`` that best lays them on ``capture_lines``: point-to-line
     ICP (each capture sample pulls the extract along the normal of its nearest line only, the
-    one direction a line constrains), trimmed to the closest 80 % each round. A direction no
+    one direction a line constrains), within ``max_distance`` of it. A direction no
     road constrains (the capture drove one street only) is left unshifted: the smaller
     eigenvalue of the normals' scatter must be ``min_spread`` of the larger."""
     pts = np.concatenate([resample(line, step) for line in capture_lines]) \
@@ -75,7 +75,6 @@ def register_to_capture(osm_lines: list[np.ndarray], capture_lines: list[np.ndar
         ok = (dist < max_distance) & (dist > 1e-6)
         if ok.sum() < 10:
             break
-        ok &= dist <= np.percentile(dist[ok], 80)
         normals = resid[ok] / dist[ok, None]
         a = normals.T @ normals
         b = normals.T @ (normals * resid[ok]).sum(axis=1)
@@ -121,8 +120,12 @@ def import_osm(osm_file: Path, frame: LocalFrame, out: Path,
     osm_file = Path(osm_file)
     if not osm_file.is_file():
         raise SumoError(f"--osm {osm_file} does not exist: give an OSM XML extract (.osm)")
+    if "," in str(osm_file.resolve()):
+        raise SumoError(f"--osm {osm_file}: netconvert reads a comma in a file's path as a "
+                        "list of files; rename or copy the extract to a path without one")
     tmp = out.with_name(f".{out.name}.tmp.net.xml")
-    args = ["--osm-files", str(osm_file), "-o", str(tmp), "--proj", sumo_projection(frame),
+    args = ["--osm-files", str(osm_file.resolve()), "-o", tmp.name,
+            "--proj", sumo_projection(frame),
             "--offset.disable-normalization", "true", "--osm.sidewalks", "true",
             "--sidewalks.guess", "true", "--crossings.guess", "true",
             "--walkingareas", "true", "--geometry.remove", "true",
@@ -132,6 +135,6 @@ def import_osm(osm_file: Path, frame: LocalFrame, out: Path,
             "--remove-edges.isolated", "true"]
     if boundary is not None:
         args += ["--keep-edges.in-boundary", ",".join(f"{v:.2f}" for v in boundary)]
-    run_tool("netconvert", args)
+    run_tool("netconvert", args, cwd=out.parent)
     tmp.replace(out)
     return out

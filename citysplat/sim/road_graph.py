@@ -129,7 +129,11 @@ def _merge_close_nodes(g: nx.MultiGraph, distance: float) -> None:
         g.remove_edge(a, b, k)
         if a == b:
             continue
-        pos = (g.nodes[a]["xy"] + g.nodes[b]["xy"]) / 2
+        # a junction on a through road stays on it (the node with more ways), twin branch
+        # points of one crossing meet halfway
+        da, db = g.degree(a), g.degree(b)
+        pos = (g.nodes[a]["xy"] if da > db else g.nodes[b]["xy"] if db > da
+               else (g.nodes[a]["xy"] + g.nodes[b]["xy"]) / 2)
         for _, other, data in list(g.edges(b, data=True)):
             line = data["line"]
             if other == b:  # a loop at b becomes a loop at a
@@ -241,7 +245,29 @@ def build_road_graph(lines: list[np.ndarray], options: GraphOptions | None = Non
             ends.append(len(nodes) - 1)
         ends.append(index[b])
         edges += [(ends[k], ends[k + 1], piece) for k, piece in enumerate(pieces)]
-    return join_dead_ends(RoadGraph(np.array(nodes).reshape(-1, 2), edges), o.join_reach)
+    joined = join_dead_ends(RoadGraph(np.array(nodes).reshape(-1, 2), edges), o.join_reach)
+    return _tidy(joined, o)
+
+
+def _tidy(graph: RoadGraph, o: GraphOptions) -> RoadGraph:
+    """Nodes closer than ``merge_distance`` (a joined dead end next to a corner) made one,
+    and nodes left straight by that dissolved."""
+    g = nx.MultiGraph()
+    for k, p in enumerate(graph.nodes):
+        g.add_node(k, xy=np.asarray(p, np.float64))
+    for a, b, line in graph.edges:
+        g.add_edge(a, b, line=np.asarray(line, np.float64), length=LineString(line).length)
+    _merge_close_nodes(g, o.merge_distance)
+    _dissolve_straight_nodes(g, o.bend_degrees)
+    index = {n: i for i, n in enumerate(g.nodes)}
+    nodes = np.array([g.nodes[n]["xy"] for n in g.nodes]).reshape(-1, 2)
+    edges = []
+    for a, b, d in g.edges(data=True):
+        if a == b:
+            continue
+        line = d["line"] if np.allclose(d["line"][0], g.nodes[a]["xy"]) else d["line"][::-1]
+        edges.append((index[a], index[b], line))
+    return RoadGraph(nodes, edges)
 
 
 def split_at_bends(line: np.ndarray, bend_degrees: float, reach: float = 6.0
@@ -284,10 +310,13 @@ def _end_direction(line: np.ndarray, at_start: bool, reach: float = 6.0) -> np.n
     return d / max(np.linalg.norm(d), 1e-9)
 
 
-def join_dead_ends(graph: RoadGraph, reach: float = 15.0) -> RoadGraph:
+def join_dead_ends(graph: RoadGraph, reach: float = 15.0, corner_reach: float = 25.0
+                   ) -> RoadGraph:
     """Where a road ends short of another (a turn cut out of the track, a drive that stopped
-    before the junction), extend it along its own direction up to ``reach`` metres: onto the
-    other road (a new junction there), or to where it meets another such extension (a corner).
+    before the junction), extend it along its own direction up to ``reach`` metres onto the
+    other road (a new junction there), or up to ``corner_reach`` to where another such
+    extension meets it (a corner: both ends point at the same spot, so the longer reach is
+    safe; a turn cut out of a track leaves about 20 m).
     Junctions are where trajectories meet, even when the capture did not reach the point."""
     nodes = [np.asarray(p, np.float64) for p in graph.nodes]
     edges = [(a, b, np.asarray(line, np.float64)) for a, b, line in graph.edges]
@@ -309,7 +338,7 @@ def join_dead_ends(graph: RoadGraph, reach: float = 15.0) -> RoadGraph:
                 continue
             t = ((q[0] - p[0]) * d2[1] - (q[1] - p[1]) * d2[0]) / cross
             u = ((q[0] - p[0]) * d1[1] - (q[1] - p[1]) * d1[0]) / cross
-            if -1.0 <= t <= reach and -1.0 <= u <= reach:
+            if -3.0 <= t <= corner_reach and -3.0 <= u <= corner_reach:  # ends may overshoot
                 corner = p + t * d1
                 nodes.append(corner)
                 c = len(nodes) - 1

@@ -9,6 +9,7 @@ junctions' crossings and turn at their walking areas.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import xml.etree.ElementTree as ET
@@ -28,13 +29,20 @@ FCD_COLUMNS = ["time", "id", "kind", "x", "y", "z", "lon", "lat", "speed", "head
 
 @dataclass(frozen=True)
 class ScenarioOptions:
-    """How many agents, for how long (simulated seconds), drawn with which seed."""
+    """How many agents, for how long (simulated seconds), drawn with which seed.
+
+    ``step_length``: SUMO's time step. At SUMO's default of 1 s, cars and pedestrians that
+    meet on a crossing decide too late and its junction collision check finds them
+    overlapping (4 colliding pairs in 600 s on the large generated city); at 0.2 s, 0 in most
+    runs (``docs/BENCHMARKS.md``). ``record_every``: seconds between rows of the trajectories.
+    """
 
     vehicles: int = 200
     pedestrians: int = 100
     seconds: float = 600.0
     seed: int = 0
-    step_length: float = 1.0
+    step_length: float = 0.2
+    record_every: float = 1.0
     depart_share: float = 0.8  # departures spread over this share of the run
 
 
@@ -66,8 +74,14 @@ def random_trips(net, options: ScenarioOptions) -> ET.Element:
     if options.pedestrians and not walks:
         raise SumoError("the network has no sidewalk or footway: no pedestrian trips "
                         "(give --pedestrians 0)")
+    # where a road ends the capture ended, not the street: people cross there only on
+    # SUMO's dead-end walking area, which lies across the roadway, so walks avoid them
+    ends = {n.getID() for n in net.getNodes() if len(
+        {e.getFromNode().getID() for e in n.getIncoming() if not e.getFunction()}
+        | {e.getToNode().getID() for e in n.getOutgoing() if not e.getFunction()}) <= 1}
     span = options.seconds * options.depart_share
     root = ET.Element("routes")
+    ET.SubElement(root, "vType", {"id": "car", "vClass": "passenger"})
     items: list[tuple[float, ET.Element]] = []
     for k in range(options.vehicles):
         depart = rng.uniform(0, span)
@@ -79,20 +93,23 @@ def random_trips(net, options: ScenarioOptions) -> ET.Element:
         else:
             raise SumoError("no two car edges of the network are joined by a route: the road "
                             "network is in pieces")
-        el = ET.Element("vehicle", {"id": f"veh{k}", "depart": f"{depart:.1f}",
+        el = ET.Element("vehicle", {"id": f"veh{k}", "type": "car", "depart": f"{depart:.1f}",
                                     "departLane": "best", "departSpeed": "max",
                                     "departPos": "base"})
         ET.SubElement(el, "route", {"edges": " ".join(e.getID() for e in path)})
         items.append((depart, el))
     for k in range(options.pedestrians):
         depart = rng.uniform(0, span)
-        for _ in range(100):
+        for _ in range(200):
             a, b = rng.choice(walks), rng.choice(walks)
-            if a == b or net.getShortestPath(a, b, vClass="pedestrian")[0]:
+            path = [a] if a == b else net.getShortestPath(a, b, vClass="pedestrian")[0]
+            if path and not any(e.getID().split("_w")[0].lstrip(":") in ends
+                                for e in path if e.getFunction() == "walkingarea"):
                 break
         else:
-            raise SumoError("no two pedestrian edges of the network are joined by a way: "
-                            "its sidewalks and footways are in pieces")
+            raise SumoError("no two pedestrian edges of the network are joined by a way "
+                            "that crosses the road at a crossing: its sidewalks and footways "
+                            "are in pieces")
         el = ET.Element("person", {"id": f"ped{k}", "depart": f"{depart:.1f}",
                                    "departPos": "random"})
         ET.SubElement(el, "walk", {"from": a.getID(), "to": b.getID(), "arrivalPos": "random"})
@@ -111,14 +128,19 @@ def run_scenario(net_xml: Path, frame: LocalFrame, options: ScenarioOptions | No
 
     o = options or ScenarioOptions()
     t0 = time.perf_counter()
-    net = sumolib.net.readNet(str(net_xml), withPedestrianConnections=True)
     work_dir = Path(work_dir or Path(net_xml).parent)
+    for path in (Path(net_xml), work_dir):
+        if "," in str(path.resolve()):
+            raise SumoError(f"{path}: SUMO reads a comma in a file's path as a list of files; "
+                            "move the district's data to a folder without one")
+    net = sumolib.net.readNet(str(net_xml), withPedestrianConnections=True)
     routes = SimLayout(work_dir).routes_xml
     atomic_write_text(routes, ET.tostring(random_trips(net, o), encoding="unicode"))
-    env = sumo_env()
-    import os
-
-    os.environ.setdefault("SUMO_HOME", env["SUMO_HOME"])
+    # libsumo runs SUMO in this process: it finds its home and PROJ's database (for the
+    # network's geo-conversion) in this process's environment
+    for key, value in sumo_env().items():
+        if key in ("SUMO_HOME", "PROJ_DATA", "PROJ_LIB"):
+            os.environ.setdefault(key, value)
     rows: list[tuple] = []
     teleports = arrived = 0
     collided: set[tuple[str, str]] = set()
@@ -137,6 +159,8 @@ def run_scenario(net_xml: Path, frame: LocalFrame, options: ScenarioOptions | No
             for c in libsumo.simulation.getCollisions():  # reported every step they overlap
                 collided.add((c.collider, c.victim))
             arrived += libsumo.simulation.getArrivedNumber()
+            if abs(now / o.record_every - round(now / o.record_every)) > 1e-6:
+                continue
             for vid in libsumo.vehicle.getIDList():
                 x, y, z = libsumo.vehicle.getPosition3D(vid)
                 rows.append((now, vid, "vehicle", x, y, z, libsumo.vehicle.getSpeed(vid),

@@ -21,7 +21,7 @@ from shapely.geometry import shape
 
 from citysplat.frames import LocalFrame
 from citysplat.io import atomic_write_text
-from citysplat.layout import DataLayout, SimLayout
+from citysplat.layout import DataLayout, SfmLayout, SimLayout
 from citysplat.sim.network import (
     CaptureNetwork,
     NetworkInputError,
@@ -39,6 +39,7 @@ from citysplat.sim.osm import (
 from citysplat.sim.plots import plot_traffic
 from citysplat.sim.projection import frame_disagreement_m
 from citysplat.sim.scenario import ScenarioOptions, ScenarioResult, run_scenario, write_fcd
+from citysplat.sim.scene import write_scene_manifest
 
 
 @dataclass
@@ -101,12 +102,18 @@ def network_metrics(net_xml: Path, frame: LocalFrame) -> dict[str, Any]:
     offset = net.getLocationOffset()
     disagreement = frame_disagreement_m(frame, xy, proj, (offset[0], offset[1])) \
         if len(xy) and proj and proj != "!" else np.array([np.nan])
+    def neighbours(node) -> set[str]:
+        return ({e.getFromNode().getID() for e in node.getIncoming() if not e.getFunction()}
+                | {e.getToNode().getID() for e in node.getOutgoing() if not e.getFunction()})
+
+    ids = {e.getID() for e in edges}
+    streets = [e for e in edges if e.allows("passenger")
+               and not (e.getID().startswith("-") and e.getID()[1:] in ids)]
     return {
         "nodes": len(net.getNodes()),
-        "junctions": sum(len(n.getIncoming()) + len(n.getOutgoing()) >= 5
-                         for n in net.getNodes()),
+        "junctions": sum(len(neighbours(n)) >= 3 for n in net.getNodes()),
         "edges": len(edges),
-        "road_km": round(sum(e.getLength() for e in edges if e.allows("passenger")) / 1000, 3),
+        "road_km": round(sum(e.getLength() for e in streets) / 1000, 3),  # centrelines
         "sidewalk_lanes": sum(1 for e in edges for la in e.getLanes()
                               if la.allows("pedestrian") and not la.allows("passenger")),
         "crossings": sum(1 for e in net.getEdges(withInternal=True)
@@ -152,12 +159,31 @@ def build_network(layout: DataLayout, name: str, options: NetworkOptions | None 
                "driven_tracks": sum(t.driven for t in capture.tracks),
                "capture_road_km": round(capture.roads.length / 1000, 3),
                "cross_sections": sorted({s.source for s in capture.sections}),
+               "lane_offset_m": round(capture.lane_offset.metres, 3),
+               "lane_offset_from": capture.lane_offset.source,
                "ground_from_points": float(capture.ground.from_points.mean())
                if len(capture.ground.z) else 0.0,
-               "seconds": round(time.perf_counter() - t0, 2)}
+               "wall_seconds": round(time.perf_counter() - t0, 2)}
     if registration is not None:
         metrics["osm_registration"] = asdict(registration)
+    atomic_write_text(sim.metrics_json, json.dumps(metrics, indent=2, default=float) + "\n")
+    write_scene_manifest(district)
     return NetworkResult(name, net_xml, source, capture, registration, metrics)
+
+
+def load_network(layout: DataLayout, name: str) -> NetworkResult:
+    """The network :func:`build_network` wrote for district ``name``, read back from its
+    files (without the capture it was traced from)."""
+    sim = layout.district(name).sim
+    if not sim.network_net_xml.is_file() or not sim.frame_json.is_file():
+        raise NetworkInputError(f"district {name} has no road network yet: run `citysplat "
+                                f"sim {name}` (or materialize road_network) first")
+    metrics: dict[str, Any] = {}
+    if sim.metrics_json.is_file():
+        metrics = json.loads(sim.metrics_json.read_text())
+        metrics.pop("scenario", None)
+    return NetworkResult(name, sim.network_net_xml, metrics.get("source", "capture"), None,
+                         None, metrics)
 
 
 def _osm_network(osm: Path, capture: CaptureNetwork, frame: LocalFrame, sim: SimLayout,
@@ -180,30 +206,80 @@ def _osm_network(osm: Path, capture: CaptureNetwork, frame: LocalFrame, sim: Sim
     return sim.network_net_xml, registration
 
 
-def simulate(network: NetworkResult, layout: DataLayout, scenario: ScenarioOptions | None
-             = None) -> SimResult:
-    """Run ``scenario`` on ``network`` and write the trajectories, picture and metrics."""
-    district = layout.district(network.district)
-    sim = district.sim
-    frame = LocalFrame.load(sim.frame_json)
-    result = run_scenario(network.net_xml, frame, scenario, sim.dir)
-    fcd = write_fcd(result.fcd, sim.fcd_parquet)
+def folder_network(model_dir: str | Path, images: str | Path,
+                   options: NetworkOptions | None = None, *, recursive: bool = False
+                   ) -> NetworkResult:
+    """The network of your own photos: ``model_dir`` is what ``citysplat reconstruct-folder``
+    wrote (``sparse/``, ``frame.json``), ``images`` the photos it read; their EXIF capture
+    times order them, the folder is one sequence (a walk gives a footway, a drive a road).
+    Written to ``model_dir/sim/``."""
+    from citysplat.photos import scan_photos
+    from citysplat.sfm.folder import safe_names
+
+    model = SfmLayout(Path(model_dir))
+    if not model.has_model() or not model.frame_json.is_file():
+        raise NetworkInputError(f"{model_dir} holds no georeferenced sparse model: run "
+                                "`citysplat reconstruct-folder PHOTOS --out DIR` first (with "
+                                "photos that carry GPS)")
+    t0 = time.perf_counter()
+    frame = LocalFrame.load(model.frame_json)
+    centres, points = sparse_cameras_and_points(model.sparse_dir)
+    scan = scan_photos(Path(images), recursive=recursive)
+    names = safe_names([r.name for r in scan])
+    times = {names[r.name]: int(r.captured_at.timestamp() * 1000) for r in scan
+             if r.captured_at is not None}
+    if not times:
+        raise NetworkInputError(f"the photos in {images} carry no capture time (EXIF "
+                                "DateTimeOriginal): without it their order is unknown")
+    capture = capture_network(centres, dict.fromkeys(centres, Path(images).name), times,
+                              points=points, options=options)
+    sim = model.sim
+    sim.dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model.frame_json, sim.frame_json)
+    net_xml = write_network(capture, frame, sim.dir, options)
+    metrics = {"district": model.dir.name, "source": "capture",
+               **network_metrics(net_xml, frame), "tracks": len(capture.tracks),
+               "driven_tracks": sum(t.driven for t in capture.tracks),
+               "footway_km": round(capture.footways.length / 1000, 3),
+               "wall_seconds": round(time.perf_counter() - t0, 2)}
+    atomic_write_text(sim.metrics_json, json.dumps(metrics, indent=2, default=float) + "\n")
+    return NetworkResult(model.dir.name, net_xml, "capture", capture, None, metrics)
+
+
+def run_and_record(network: NetworkResult, sim: SimLayout,
+                   scenario: ScenarioOptions | None = None, splat_ply: Path | None = None
+                   ) -> SimResult:
+    """Run ``scenario`` on ``network`` and write the trajectories, the picture (over
+    ``splat_ply`` seen from above, when given) and the metrics into ``sim``."""
     import sumolib
 
+    o = scenario or ScenarioOptions()
+    frame = LocalFrame.load(sim.frame_json)
+    result = run_scenario(network.net_xml, frame, o, sim.dir)
+    fcd = write_fcd(result.fcd, sim.fcd_parquet)
     net = sumolib.net.readNet(str(network.net_xml), withPedestrianConnections=True)
     tracks = [t.xy for t in network.capture.tracks] if network.capture else None
-    plot = plot_traffic(net, sim.plot_png, splat_ply=district.splat.ply, fcd=result.fcd,
+    plot = plot_traffic(net, sim.plot_png, splat_ply=splat_ply, fcd=result.fcd,
                         tracks=tracks, title=f"{network.district}: network ({network.source}), "
                                              "splat and agents, ENU metres")
-    s = result
     metrics = {**network.metrics, "scenario": {
-        "vehicles": s.vehicles, "pedestrians": s.pedestrians, "arrived_vehicles": s.arrived,
-        "teleports": s.teleports, "collisions": s.collisions,
-        "rows": len(s.fcd), "seconds": round(s.seconds, 2),
-        "seed": (scenario or ScenarioOptions()).seed,
-        "simulated_seconds": (scenario or ScenarioOptions()).seconds}}
+        "vehicles": result.vehicles, "pedestrians": result.pedestrians,
+        "arrived_vehicles": result.arrived, "teleports": result.teleports,
+        "collisions": result.collisions, "rows": len(result.fcd),
+        "wall_seconds": round(result.seconds, 2), "step_seconds": o.step_length,
+        "seed": o.seed, "simulated_seconds": o.seconds}}
     atomic_write_text(sim.metrics_json, json.dumps(metrics, indent=2, default=float) + "\n")
     return SimResult(network, result, fcd, plot, metrics)
+
+
+def simulate(network: NetworkResult, layout: DataLayout, scenario: ScenarioOptions | None
+             = None) -> SimResult:
+    """Run ``scenario`` on district ``network.district``'s network; the files go to its
+    ``sim/``, its scene manifest lists them."""
+    district = layout.district(network.district)
+    result = run_and_record(network, district.sim, scenario, district.splat.ply)
+    write_scene_manifest(district)
+    return result
 
 
 def simulate_district(layout: DataLayout, name: str, *, options: NetworkOptions | None = None,
