@@ -217,3 +217,18 @@ def test_sim_commands_answer_bad_input_in_one_line(tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, result.output
         assert needle in result.output and "Traceback" not in result.output
+
+
+def test_widths_come_from_the_mesh_walkable_areas_where_there_are_some():
+    """The mesh stage's road and sidewalk polygons (here the true ones) give each edge its
+    kerb and sidewalk: the city's 6 m to the kerb and 4 m sidewalks."""
+    from citysplat.sim.cross_section import cross_sections
+
+    layout = make_layout(preset("default"))
+    areas = true_walkable(layout)
+    street = layout.streets[0]
+    line = np.array([street.a, street.b])
+    (section,) = cross_sections([line], np.zeros((0, 4)), areas, lane_width=4.4)
+    assert section.source == "mesh"
+    assert abs(section.half_width - 6.0) < 0.3 and abs(section.sidewalk_width - 4.0) < 0.3
+    assert section.lanes == 1 and section.kerbside_width > 1.0  # the parking lane

@@ -297,7 +297,50 @@ def split_at_bends(line: np.ndarray, bend_degrees: float, reach: float = 6.0
         return [line]
     cuts = sorted(cuts)
     bounds = [0, *cuts, len(line) - 1]
-    return [line[lo:hi + 1] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    pieces = [line[lo:hi + 1].copy() for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for j, c in enumerate(cuts):  # square the corner the skeleton rounded
+        corner = sharp_corner(ls, float(s[c]), reach)
+        if corner is not None:
+            pieces[j] = _trimmed_to(pieces[j], corner, at_end=True)
+            pieces[j + 1] = _trimmed_to(pieces[j + 1], corner, at_end=False)
+    return pieces
+
+
+def sharp_corner(line: LineString, at: float, gap: float = 6.0, fit: float = 15.0
+                 ) -> np.ndarray | None:
+    """Where the straight runs before and after the bend at ``at`` metres along ``line``
+    (``fit`` metres each, from ``gap`` away) meet; None when they do not within ``gap``."""
+    from citysplat.sim.centrelines import _intersect, _line_fit
+
+    def run(a: float, b: float) -> np.ndarray | None:
+        a, b = max(0.0, a), min(line.length, b)
+        if b - a < 3.0:
+            return None
+        return shapely.get_coordinates(shapely.line_interpolate_point(
+            line, np.linspace(a, b, 8)))
+
+    before, after = run(at - gap - fit, at - gap), run(at + gap, at + gap + fit)
+    if before is None or after is None:
+        return None
+    p, d = _line_fit(before)
+    q, e = _line_fit(after)
+    corner = _intersect(p, d, q, e)
+    if corner is None or np.linalg.norm(corner - np.asarray(line.interpolate(at).coords[0])) \
+            > gap:
+        return None
+    return corner
+
+
+def _trimmed_to(piece: np.ndarray, corner: np.ndarray, at_end: bool, keep: float = 6.0
+                ) -> np.ndarray:
+    """``piece`` with its corner end moved to ``corner`` and the rounded vertices within
+    ``keep`` metres of it dropped."""
+    pts = piece if at_end else piece[::-1]
+    far = np.linalg.norm(pts - corner, axis=1) > keep
+    far[0] = True
+    body = pts[: int(np.flatnonzero(far)[-1]) + 1]
+    out = np.vstack([body, corner])
+    return out if at_end else out[::-1]
 
 
 def _end_direction(line: np.ndarray, at_start: bool, reach: float = 6.0) -> np.ndarray:
