@@ -21,7 +21,7 @@ lon/lat):
 * baseline ``osm raw``: the same extract imported without the registration;
 * ``--seeds N``: the scenario's safety over seeds 0..N-1 on each district's capture network
   and on the large city's network from its true camera tracks (0.2 m of noise), with
-  citysplat's settings (0.2 s steps, 6 m junction radius) and with SUMO's defaults (1 s steps,
+  citysplat's settings (0.1 s steps, 6 m junction radius) and with SUMO's defaults (1 s steps,
   4 m radius) as the baseline: teleports and colliding pairs per run.
 """
 
@@ -174,7 +174,7 @@ def safety(layout: DataLayout, names: list[str], seeds: int, work: Path) -> dict
     nets = {name: (build_network(layout, name).capture,
                    LocalFrame.load(layout.district(name).frame_json)) for name in names}
     nets["large (true tracks)"] = (large_net, city_frame(large.spec))
-    setups = {"citysplat (0.2 s, 6 m)": (NetworkOptions(), 0.2),
+    setups = {"citysplat (0.1 s, 6 m)": (NetworkOptions(), 0.1),
               "SUMO defaults (1 s, 4 m)": (NetworkOptions(netconvert=replace(
                   NetconvertOptions(), junction_radius=4.0)), 1.0)}
     out: dict = {}

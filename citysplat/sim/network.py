@@ -24,7 +24,6 @@ from citysplat.sim.centrelines import (
     CentrelineOptions,
     LaneOffset,
     measure_lane_offset,
-    resample,
     track_centreline,
 )
 from citysplat.sim.cross_section import (
@@ -87,10 +86,43 @@ class CaptureNetwork:
         return [line for _, _, line in self.roads.edges]
 
 
-def _with_heights(line: np.ndarray, ground: GroundEstimate, step: float) -> np.ndarray:
-    pts = resample(line, step) if LineString(line).length > step else np.asarray(line)
-    pts = np.vstack([line[:1], pts[1:-1], line[-1:]])
+def _with_heights(line: np.ndarray, ground: GroundEstimate, step: float,
+                  corner_clearance: float = 12.0) -> np.ndarray:
+    """``line`` with a ground height at each of its vertices and every ``step`` metres between,
+    but none within ``corner_clearance`` of a corner: SUMO offsets each lane from the shape,
+    and a short segment next to a corner makes it cut the inner lanes across the corner."""
+    line = np.asarray(line, np.float64)
+    ls = LineString(line)
+    vertex_at = np.r_[0, np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))]
+    corners = [vertex_at[k] for k in range(1, len(line) - 1)
+               if _turn_degrees(line[k - 1], line[k], line[k + 1]) > 20.0]
+    regular = np.arange(0.0, ls.length, step)
+    if corners:
+        near = np.min(np.abs(regular[:, None] - np.asarray(corners)[None, :]), axis=1)
+        regular = regular[near > corner_clearance]
+    at = np.unique(np.r_[regular, vertex_at])
+    at = at[np.r_[True, np.diff(at) > 0.05]]
+    pts = shapely.get_coordinates(shapely.line_interpolate_point(ls, at))
     return np.column_stack([pts, ground.height(pts)])
+
+
+def clean_ends(line: np.ndarray, clearance: float = 5.0) -> np.ndarray:
+    """``line`` without the vertices within ``clearance`` metres of its ends: a junction that
+    merged nodes moved the ends, and a kink left beside a junction turns its crossings askew
+    (netconvert lays a crossing square to the edge's first segment)."""
+    line = np.asarray(line, np.float64)
+    if len(line) <= 2:
+        return line
+    inner = line[1:-1]
+    keep = (np.linalg.norm(inner - line[0], axis=1) > clearance) \
+        & (np.linalg.norm(inner - line[-1], axis=1) > clearance)
+    return np.vstack([line[:1], inner[keep], line[-1:]])
+
+
+def _turn_degrees(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+    u, v = b - a, c - b
+    cos = np.dot(u, v) / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-9)
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
 def through_bends(graph: RoadGraph, sections: list[CrossSection]
@@ -124,7 +156,7 @@ def through_bends(graph: RoadGraph, sections: list[CrossSection]
                 break
             k = nxt[0]
         longest = max(members, key=lambda e: LineString(graph.edges[e][2]).length)
-        chains.append((start, node, np.vstack(parts), sections[longest]))
+        chains.append((start, node, clean_ends(np.vstack(parts)), sections[longest]))
 
     for n in range(len(graph.nodes)):
         if degree[n] != 2:

@@ -41,13 +41,16 @@ class NetconvertOptions:
     """netconvert settings: ``speed`` of roads (m/s; 11.11 = 40 km/h), zebra crossings
     ``crossing_width`` wide, and the junctions' corner radius ``junction_radius`` (an
     assumption: 6 m; SUMO's default is 4 m). At 3 m, cars turning right reach the exit
-    crossing at 7 m/s and SUMO's junction collision check finds them on pedestrians (1-4 pairs
-    per 600 s on the large generated city); at 6 m, none in six seeds (``docs/BENCHMARKS.md``).
-    """
+    crossing at 7 m/s and SUMO's junction collision check finds them on pedestrians; with 6 m
+    and 0.1 s steps (:class:`~citysplat.sim.scenario.ScenarioOptions`) far fewer
+    (``docs/BENCHMARKS.md``)."""
 
     speed: float = 11.11
     crossing_width: float = 3.0
     junction_radius: float = 6.0
+    #: people keep about this far from a kerb and from a wall (the "shy distance" of
+    #: pedestrian-flow design; an assumption): the walking lane is the sidewalk less it each side
+    shy_distance: float = 0.5
 
 
 def _fmt(values) -> str:
@@ -83,12 +86,18 @@ def write_plain_xml(prefix: Path, frame: LocalFrame, nodes: np.ndarray,
             assert s is not None
             for eid, a, b, shape in ((e.id, e.a, e.b, e.shape),
                                      (f"-{e.id}", e.b, e.a, e.shape[::-1])):
-                # lanes from the kerb inwards: sidewalk, kerbside strip, driving lanes
+                # lanes from the building line inwards: where people walk (the sidewalk less
+                # the shy distance either side), kerbside strip (with the kerb's shy distance),
+                # driving lanes
+                shy = options.shy_distance if s.sidewalk_width >= 2 * options.shy_distance \
+                    + 1.0 else 0.0
+                kerbside = s.kerbside_width + shy
                 lanes = []
                 if s.sidewalk_width > 0:
-                    lanes.append({"allow": "pedestrian", "width": f"{s.sidewalk_width:.2f}"})
-                if s.kerbside_width > 0:
-                    lanes.append({"disallow": "all", "width": f"{s.kerbside_width:.2f}"})
+                    lanes.append({"allow": "pedestrian",
+                                  "width": f"{s.sidewalk_width - 2 * shy:.2f}"})
+                if kerbside > 0:
+                    lanes.append({"disallow": "all", "width": f"{kerbside:.2f}"})
                 lanes += [{"disallow": "pedestrian", "width": f"{s.lane_width:.2f}"}] * s.lanes
                 attrs = {"id": eid, "from": f"n{a}", "to": f"n{b}",
                          "numLanes": str(len(lanes)), "speed": f"{options.speed:.2f}",

@@ -33,15 +33,16 @@ class ScenarioOptions:
 
     ``step_length``: SUMO's time step. At SUMO's default of 1 s, cars and pedestrians that
     meet on a crossing decide too late and its junction collision check finds them
-    overlapping (4 colliding pairs in 600 s on the large generated city); at 0.2 s, 0 in most
-    runs (``docs/BENCHMARKS.md``). ``record_every``: seconds between rows of the trajectories.
+    overlapping; at 0.1 s they meet far less (``docs/BENCHMARKS.md``: over ten seeds, none on
+    the demo's districts, one run of ten on the large generated city). ``record_every``:
+    seconds between rows of the trajectories.
     """
 
     vehicles: int = 200
     pedestrians: int = 100
     seconds: float = 600.0
     seed: int = 0
-    step_length: float = 0.2
+    step_length: float = 0.1
     record_every: float = 1.0
     depart_share: float = 0.8  # departures spread over this share of the run
 
