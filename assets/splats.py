@@ -87,6 +87,11 @@ def splat(context: dg.AssetExecutionContext, config: SplatConfig,
     metadata = {k: m[k] for k in ("psnr", "ssim", "psnr_static", "num_gaussians", "steps",
                                   "seconds", "backend", "eval_images")}
     metadata["ply"] = dg.MetadataValue.path(str(result.ply_path))
+    for name, f in m.get("formats", {}).items():  # the compact files beside the PLY
+        metadata[f"{name}_bytes"] = f["bytes"]
+        metadata[f"{name}_position_max_mm"] = round(f["position_max_m"] * 1000, 3)
+    if "formats" in m:
+        metadata["ply_bytes"] = result.ply_path.stat().st_size
     if result.renders:
         encoded = base64.b64encode(result.renders[0].read_bytes()).decode()
         metadata["preview"] = dg.MetadataValue.md(

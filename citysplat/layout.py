@@ -173,6 +173,16 @@ class SplatLayout:
         return self.dir / "point_cloud.ply"
 
     @property
+    def spz(self) -> Path:
+        """The splat as SPZ (Niantic's compact format; RUB axes inside, ENU when read)."""
+        return self.dir / "point_cloud.spz"
+
+    @property
+    def compressed_ply(self) -> Path:
+        """The splat as PlayCanvas's compressed PLY (SuperSplat, Spark)."""
+        return self.dir / "point_cloud.compressed.ply"
+
+    @property
     def metrics_json(self) -> Path:
         return self.dir / "metrics.json"
 

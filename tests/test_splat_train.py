@@ -53,6 +53,17 @@ def test_training_on_cpu_raises_heldout_psnr_and_exports_a_ply(corner_model, tin
         layout.district(name).frame_json.read_text()
     assert len(result.renders) == m["eval_images"] and result.renders[0].stat().st_size > 1000
     assert json.loads(result.metrics_path.read_text())["steps"] == 120
+    # the compact files beside the PLY, read back: SPZ to a quarter millimetre, both smaller
+    from citysplat.splat.compressed_ply import read_compressed_ply
+    from citysplat.splat.spz import read_spz
+
+    out = SplatLayout(tmp_path / "splat")
+    assert read_spz(out.spz).num_splats == read_compressed_ply(out.compressed_ply).num_splats \
+        == splats.num_splats
+    formats = m["formats"]
+    assert formats["spz"]["position_max_m"] <= 0.001 and formats["spz"]["colour_max_255"] <= 2
+    assert formats["compressed_ply"]["colour_max_255"] <= 2
+    assert all(f["bytes"] < 0.3 * result.ply_path.stat().st_size for f in formats.values())
 
 
 def test_the_same_seed_gives_the_same_splat(corner_model, tmp_path):

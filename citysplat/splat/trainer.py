@@ -330,6 +330,7 @@ class SplatTrainer:
 
     def finish(self, resumed_from: int = 0) -> TrainResult:
         from citysplat.splat.export import write_ply
+        from citysplat.splat.formats import reports_as_metrics, write_compact_formats
 
         evaluation = self.evaluate()
         s = self.splats
@@ -359,6 +360,8 @@ class SplatTrainer:
             "masked_pixels": round(self.scene.masked_pixels, 5),
             "config": self.config.to_dict(),
             "history": self.history,
+            # the compact files beside the PLY, each read back and measured
+            "formats": reports_as_metrics(write_compact_formats(self.layout)),
         }
         path = self.layout.metrics_json
         atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
