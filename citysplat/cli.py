@@ -806,8 +806,6 @@ def sim_model(
         fail(f"--images {images} is not a folder of photos")
     network = _call_failing_on((NetworkInputError, SumoError), folder_network, model_dir,
                                images)
-    if network.metrics["road_km"] == 0:
-        vehicles = 0  # a walk: no roads to drive
     scenario = ScenarioOptions(vehicles=vehicles, pedestrians=pedestrians, seconds=seconds,
                                seed=seed)
     result = _call_failing_on((SumoError,), run_and_record, network,

@@ -151,6 +151,18 @@ def test_a_walk_only_capture_gives_a_footway_along_the_track(tmp_path):
     for e in edges:
         for x, y in e.getShape():
             assert track.distance(LineString([(x, y), (x, y + 1e-9)])) < 3.0
+    # a scenario on it walks people and drives no one: there is no road
+    from citysplat.layout import SimLayout
+    from citysplat.sim.stage import NetworkResult, network_metrics, run_and_record
+
+    frame = city_frame(preset("tiny"))
+    frame.save(SimLayout(tmp_path).frame_json)
+    result = run_and_record(
+        NetworkResult("walk", network.net_xml, "capture", network, None,
+                      network_metrics(network.net_xml, frame)),
+        SimLayout(tmp_path), ScenarioOptions(vehicles=5, pedestrians=5, seconds=60))
+    kinds = set(result.scenario.fcd["kind"])
+    assert kinds == {"pedestrian"} and result.metrics["scenario"]["vehicles"] == 0
 
 
 def _pass(y: float, forward: bool, length: float = 80.0, step: float = 3.0) -> np.ndarray:

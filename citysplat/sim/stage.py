@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +254,8 @@ def run_and_record(network: NetworkResult, sim: SimLayout,
     import sumolib
 
     o = scenario or ScenarioOptions()
+    if o.vehicles and network.metrics.get("road_km", 1.0) == 0:
+        o = replace(o, vehicles=0)  # the capture only walked: footways, no roads to drive
     frame = LocalFrame.load(sim.frame_json)
     result = run_scenario(network.net_xml, frame, o, sim.dir)
     fcd = write_fcd(result.fcd, sim.fcd_parquet)
