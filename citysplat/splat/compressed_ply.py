@@ -82,7 +82,7 @@ import numpy as np
 import plyfile
 
 from citysplat.io import atomic_open
-from citysplat.splat.export import SplatArrays, _as_float32, _check, sh_degree_of
+from citysplat.splat.export import SplatArrays, _as_float32, _check, open_ply, sh_degree_of
 
 __all__ = [
     "CHUNK_SIZE",
@@ -360,13 +360,7 @@ def read_compressed_ply(path: str | os.PathLike[str]) -> SplatArrays:
     PLY, missing elements or properties, counts that disagree) raises ValueError saying what.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            ply = plyfile.PlyData.read(handle, mmap="c")
-    except plyfile.PlyParseError as exc:
-        raise ValueError(f"{path.name}: not a readable PLY file: {exc}") from exc
-    except ValueError as exc:  # numpy, on a binary body shorter than its header says
-        raise ValueError(f"{path.name}: not a readable PLY file (truncated?): {exc}") from exc
+    ply = open_ply(path)
     elements = {element.name: element for element in ply.elements}
     vertex = elements.get("vertex")
     if "chunk" not in elements:

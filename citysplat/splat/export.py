@@ -238,6 +238,20 @@ _REQUIRED = (
 )
 
 
+def open_ply(path: Path) -> plyfile.PlyData:
+    """A PLY file, memory-mapped (plyfile's fast path; without it binary rows are parsed one by
+    one; copy the columns out before the mapping goes); ValueError naming the file when it is
+    not a readable PLY."""
+    try:
+        with open(path, "rb") as handle:
+            return plyfile.PlyData.read(handle, mmap="c")
+    except plyfile.PlyParseError as exc:
+        raise ValueError(f"{Path(path).name}: not a readable PLY file: {exc}") from exc
+    except ValueError as exc:  # numpy, on a binary body shorter than its header says
+        raise ValueError(f"{Path(path).name}: not a readable PLY file (truncated?): {exc}"
+                         ) from exc
+
+
 def read_ply(path: str | os.PathLike[str]) -> SplatArrays:
     """Read a standard 3DGS PLY (ours, Inria's, gsplat's, Brush's, ...) into :class:`SplatArrays`.
 
@@ -247,13 +261,7 @@ def read_ply(path: str | os.PathLike[str]) -> SplatArrays:
     SuperSplat PLY, an ``f_rest`` count that is no SH degree) raises ValueError.
     """
     path = Path(path)
-    try:
-        # memory-mapped (plyfile's fast path; without it binary rows are parsed one by one);
-        # the columns are copied out below, so nothing keeps the mapping once this returns
-        with open(path, "rb") as handle:
-            ply = plyfile.PlyData.read(handle, mmap="c")
-    except plyfile.PlyParseError as exc:
-        raise ValueError(f"{path.name}: not a readable PLY file: {exc}") from exc
+    ply = open_ply(path)
     elements = {element.name: element for element in ply.elements}
     if "vertex" not in elements:
         raise ValueError(

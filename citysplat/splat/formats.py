@@ -76,26 +76,22 @@ def write_compact_formats(layout: SplatLayout, splats: SplatArrays | None = None
     ply_bytes = layout.ply.stat().st_size if layout.ply.is_file() else 0
     reports: dict[str, FormatReport] = {}
 
-    t = time.perf_counter()
-    spz = write_spz(layout.spz, splats)
-    written = time.perf_counter() - t
-    t = time.perf_counter()
-    back = read_spz(layout.spz)
-    read = time.perf_counter() - t
-    reports["spz"] = FormatReport(str(layout.spz), spz.bytes,
-                                  round(spz.bytes / ply_bytes, 4) if ply_bytes else 0.0,
-                                  round(written, 3), round(read, 3), **compare(splats, back))
+    def measured(path: Path, write, read) -> FormatReport:
+        t = time.perf_counter()
+        info = write(path, splats)
+        written = time.perf_counter() - t
+        t = time.perf_counter()
+        back = read(path)
+        seconds = time.perf_counter() - t
+        order = getattr(info, "order", None)  # the compressed PLY stores Morton order
+        reference = _permuted(splats, order) if order is not None else splats
+        return FormatReport(str(path), info.bytes,
+                            round(info.bytes / ply_bytes, 4) if ply_bytes else 0.0,
+                            round(written, 3), round(seconds, 3), **compare(reference, back))
 
-    t = time.perf_counter()
-    packed = write_compressed_ply(layout.compressed_ply, splats)
-    written = time.perf_counter() - t
-    t = time.perf_counter()
-    back = read_compressed_ply(layout.compressed_ply)
-    read = time.perf_counter() - t
-    reports["compressed_ply"] = FormatReport(
-        str(layout.compressed_ply), packed.bytes,
-        round(packed.bytes / ply_bytes, 4) if ply_bytes else 0.0, round(written, 3),
-        round(read, 3), **compare(_permuted(splats, packed.order), back))
+    reports["spz"] = measured(layout.spz, write_spz, read_spz)
+    reports["compressed_ply"] = measured(layout.compressed_ply, write_compressed_ply,
+                                         read_compressed_ply)
     return reports
 
 
