@@ -39,7 +39,7 @@ from citysplat.sim.osm import (
 from citysplat.sim.plots import plot_traffic
 from citysplat.sim.projection import frame_disagreement_m
 from citysplat.sim.scenario import ScenarioOptions, ScenarioResult, run_scenario, write_fcd
-from citysplat.sim.scene import write_scene_manifest
+from citysplat.sim.scene import SceneError, read_sumo_location, write_scene_manifest
 
 
 @dataclass
@@ -98,10 +98,14 @@ def network_metrics(net_xml: Path, frame: LocalFrame) -> dict[str, Any]:
     net = sumolib.net.readNet(str(net_xml), withPedestrianConnections=True)
     edges = net.getEdges(withInternal=False)
     xy = np.array([n.getCoord()[:2] for n in net.getNodes()]).reshape(-1, 2)
-    proj = net._location.get("projParameter") if hasattr(net, "_location") else None
-    offset = net.getLocationOffset()
-    disagreement = frame_disagreement_m(frame, xy, proj, (offset[0], offset[1])) \
-        if len(xy) and proj and proj != "!" else np.array([np.nan])
+    try:  # the network's own <location>, as sumolib and TraCI read it
+        location = read_sumo_location(net_xml)
+        disagreement = frame_disagreement_m(frame, xy, location.proj_parameter,
+                                            location.net_offset) \
+            if len(xy) else np.array([np.nan])
+    except SceneError:  # no geo projection: nothing to agree with
+        disagreement = np.array([np.nan])
+
     def neighbours(node) -> set[str]:
         return ({e.getFromNode().getID() for e in node.getIncoming() if not e.getFunction()}
                 | {e.getToNode().getID() for e in node.getOutgoing() if not e.getFunction()})
